@@ -1,0 +1,3 @@
+from cloudops.cli.main import main
+
+main()

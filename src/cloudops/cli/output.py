@@ -1,0 +1,80 @@
+"""Where output goes: one JSON document on stdout with --json; human text and progress
+on stderr. Errors print as one line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+
+from cloudops.cli import exit_codes
+from cloudops.errors import CloudopsError
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def report_error(error: CloudopsError, prefix: str = "") -> None:
+    """What failed on one line, the fix on the next."""
+    stderr.print(f"[bold red]error:[/] {_escape(prefix + error.message)}")
+    if error.hint:
+        stderr.print(f"  [dim]fix:[/] {_escape(error.hint)}")
+
+
+def fail(error: CloudopsError) -> NoReturn:
+    report_error(error)
+    sys.exit(exit_codes.for_error(error))
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(func: F) -> F:
+    """Turn library errors into a one-line message and an exit code. Anything else is a
+    bug: one line too, the traceback only with CLOUDOPS_DEBUG=1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CloudopsError as error:
+            fail(error)
+        except KeyboardInterrupt:
+            stderr.print("[red]interrupted[/]: nothing after the last completed step was written")
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as error:
+            if os.environ.get("CLOUDOPS_DEBUG"):
+                raise
+            stderr.print(
+                f"[bold red]internal error:[/] {type(error).__name__} "
+                "(a bug in cloudops; run again with CLOUDOPS_DEBUG=1 for details and report it)"
+            )
+            sys.exit(exit_codes.FAILED)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,85 @@
+"""Progress on stderr: a byte bar on a terminal, one line per image in a log (Jenkins)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from cloudops.cli.output import human_bytes, stderr
+from cloudops.copy.engine import BlobOutcome, ImageResult
+from cloudops.copy.plan import BlobKey, CopyPlan
+
+
+class CopyProgressDisplay:
+    def __init__(self, label: str = "copy", *, quiet: bool = False):
+        self._label = label
+        self._quiet = quiet
+        self._live = stderr.is_terminal and not quiet
+        self._progress: Progress | None = None
+        self._task: int | None = None
+        self._sent: dict[BlobKey, int] = {}
+
+    def __enter__(self) -> CopyProgressDisplay:
+        if self._live:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=stderr,
+                transient=True,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def planned(self, plan: CopyPlan) -> None:
+        if self._progress is not None:
+            self._task = self._progress.add_task(self._label, total=plan.bytes_to_move or 1)
+
+    def blob_advanced(self, key: BlobKey, nbytes: int) -> None:
+        self._sent[key] = self._sent.get(key, 0) + nbytes
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, nbytes)
+
+    def blob_restarted(self, key: BlobKey) -> None:
+        sent = self._sent.pop(key, 0)
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, -sent)
+
+    def blob_finished(self, key: BlobKey, outcome: BlobOutcome) -> None:
+        return None
+
+    def image_finished(self, result: ImageResult) -> None:
+        if self._quiet:
+            return
+        dest = str(result.request.destination)
+        digest = (result.digest or "")[:19]
+        if result.status == "up-to-date":
+            line = f"[green]=[/] {dest} already at {digest} (nothing written)"
+        elif result.status == "copied":
+            line = (
+                f"[green]✓[/] {dest} {digest}: {result.blobs_uploaded} uploaded "
+                f"({human_bytes(result.bytes_uploaded)}), {result.blobs_mounted} mounted, "
+                f"{result.blobs_skipped} already there"
+            )
+        else:
+            return  # failures are reported by the command, with their fix
+        if self._progress is not None:
+            self._progress.console.print(line)
+        else:
+            stderr.print(line)

@@ -1,0 +1,415 @@
+"""Executing a copy plan against real registries.
+
+Phases: RESOLVE each source to a digest (and stop there when the destination tag already
+has it: one request, nothing written), FETCH the manifests by digest, LOOK at what the
+destination lacks, PLAN (pure, copy/plan.py), then EXECUTE: blob transfers run with
+bounded concurrency, each blob streamed and hashed on the fly; an image's manifests are
+pushed only after all its blobs are in, children by digest, the tag last, and the tag is
+read back to verify the digest end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeVar
+
+from cloudops.copy.plan import (
+    BlobKey,
+    BlobTransfer,
+    CopyPlan,
+    CopyRequest,
+    DestinationState,
+    ImageInput,
+    ImagePlan,
+    ImageStatus,
+    SourceImage,
+    plan_copy,
+    walk_manifests,
+)
+from cloudops.errors import CloudopsError, InputError, RefusedError
+from cloudops.oci import ImageIndex, Manifest
+from cloudops.registry.client import RegistryReader, RegistryWriter
+from cloudops.registry.errors import DigestMismatchError, NotFoundError, RegistryError
+from cloudops.registry.pool import RegistryPool
+from cloudops.registry.retry import RetryPolicy
+
+T = TypeVar("T")
+BlobOutcome = Literal["uploaded", "mounted"]
+ResultStatus = Literal["copied", "up-to-date", "failed", "refused"]
+
+
+class CopyProgress(Protocol):
+    """What a progress display hears. Every method must be cheap and never raise."""
+
+    def planned(self, plan: CopyPlan) -> None: ...
+    def blob_advanced(self, key: BlobKey, nbytes: int) -> None: ...
+    def blob_restarted(self, key: BlobKey) -> None: ...
+    def blob_finished(self, key: BlobKey, outcome: BlobOutcome) -> None: ...
+    def image_finished(self, result: ImageResult) -> None: ...
+
+
+class NullProgress:
+    def planned(self, plan: CopyPlan) -> None: ...
+    def blob_advanced(self, key: BlobKey, nbytes: int) -> None: ...
+    def blob_restarted(self, key: BlobKey) -> None: ...
+    def blob_finished(self, key: BlobKey, outcome: BlobOutcome) -> None: ...
+    def image_finished(self, result: ImageResult) -> None: ...
+
+
+class TagConflictError(RefusedError):
+    """The destination tag already points at another digest, and tags never move."""
+
+
+@dataclass
+class ImageResult:
+    request: CopyRequest
+    status: ResultStatus
+    digest: str | None = None
+    previous_digest: str | None = None
+    bytes_uploaded: int = 0
+    blobs_uploaded: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    manifests_pushed: int = 0
+    seconds: float = 0.0
+    error: CloudopsError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("copied", "up-to-date")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": str(self.request.source),
+            "destination": str(self.request.destination),
+            "status": self.status,
+            "digest": self.digest,
+            "previous_digest": self.previous_digest,
+            "bytes_uploaded": self.bytes_uploaded,
+            "blobs": {
+                "uploaded": self.blobs_uploaded,
+                "mounted": self.blobs_mounted,
+                "skipped": self.blobs_skipped,
+            },
+            "manifests_pushed": self.manifests_pushed,
+            "seconds": round(self.seconds, 3),
+            "error": str(self.error) if self.error else None,
+        }
+
+
+@dataclass
+class CopyReport:
+    results: list[ImageResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def bytes_uploaded(self) -> int:
+        return sum(r.bytes_uploaded for r in self.results)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "bytes_uploaded": self.bytes_uploaded,
+            "images": [r.as_dict() for r in self.results],
+        }
+
+
+@dataclass
+class _BlobStats:
+    outcome: BlobOutcome
+    nbytes: int
+
+
+class CopyEngine:
+    def __init__(
+        self,
+        pool: RegistryPool,
+        *,
+        concurrency: int = 8,
+        progress: CopyProgress | None = None,
+        retry: RetryPolicy | None = None,
+    ):
+        self._pool = pool
+        self._concurrency = max(1, concurrency)
+        self._progress: CopyProgress = progress or NullProgress()
+        self._retry = retry or pool.settings.retry
+
+    # -- public ------------------------------------------------------------------------
+
+    async def copy(self, requests: Sequence[CopyRequest], *, allow_tag_move: bool = True) -> CopyReport:
+        """Copy every request by digest. Failures are per image and reported, never raised:
+        the report says which images failed and why."""
+        started = time.monotonic()
+        lookups = asyncio.Semaphore(self._concurrency * 2)
+        resolved = await asyncio.gather(
+            *(self._resolve(r, lookups, allow_tag_move) for r in requests), return_exceptions=True
+        )
+        inputs: list[ImageInput] = []
+        results: dict[int, ImageResult] = {}
+        for index, (request, outcome) in enumerate(zip(requests, resolved, strict=True)):
+            if isinstance(outcome, BaseException):
+                results[index] = self._failed(request, outcome, started)
+                self._progress.image_finished(results[index])
+            else:
+                inputs.append(outcome)
+        plan = plan_copy(inputs, allow_tag_move=allow_tag_move)
+        self._progress.planned(plan)
+        executed = await self._execute(plan, started)
+        plan_index = iter(executed)
+        report = CopyReport()
+        for index in range(len(requests)):
+            report.results.append(results[index] if index in results else next(plan_index))
+        report.seconds = time.monotonic() - started
+        return report
+
+    async def resolve_digest(self, reader: RegistryReader, ref_repository: str, ref: str) -> str:
+        head = await reader.head_manifest(ref_repository, ref)
+        if head is None:
+            raise NotFoundError(
+                f"{reader.host}/{ref_repository}{'@' if ':' in ref else ':'}{ref} does not exist",
+                hint="check the repository name and tag; list tags with `skopeo list-tags`",
+            )
+        return head.digest
+
+    # -- resolve -----------------------------------------------------------------------
+
+    async def _resolve(
+        self, request: CopyRequest, lookups: asyncio.Semaphore, allow_tag_move: bool
+    ) -> ImageInput:
+        src = self._pool.reader(request.source.registry)
+        dst = self._pool.writer(request.destination.registry)
+        src_repo, dst_repo = request.source.repository, request.destination.repository
+
+        async def limited(call: Awaitable[T]) -> T:
+            async with lookups:
+                return await call
+
+        digest = request.source.digest or await limited(
+            self.resolve_digest(src, src_repo, request.source.identifier)
+        )
+        wanted = request.destination.digest
+        if wanted is not None and wanted != digest:
+            raise InputError(
+                f"destination {request.destination} names digest {wanted[:19]}, "
+                f"but the source is {digest[:19]}",
+                hint="a copy keeps the digest: drop @digest from the destination",
+            )
+        tag_digest = None
+        if request.destination.tag:
+            head = await limited(dst.head_manifest(dst_repo, request.destination.tag))
+            tag_digest = head.digest if head else None
+            if tag_digest == digest:
+                return ImageInput(request, digest, DestinationState(tag_digest=tag_digest))
+            if tag_digest is not None and not allow_tag_move:
+                return ImageInput(request, digest, DestinationState(tag_digest=tag_digest))
+
+        root = await limited(src.get_manifest(src_repo, digest))
+        children: dict[str, Manifest] = {}
+        frontier: list[Manifest] = [root]
+        while frontier:
+            wanted_children = [
+                d.digest
+                for m in frontier
+                if isinstance(m, ImageIndex)
+                for d in m.manifests
+                if d.digest not in children
+            ]
+            fetched = await asyncio.gather(
+                *(limited(src.get_manifest(src_repo, d)) for d in dict.fromkeys(wanted_children))
+            )
+            children.update((m.digest, m) for m in fetched)
+            frontier = list(fetched)
+        source = SourceImage(root, walk_manifests(root, children))
+
+        present_manifests = {
+            m.digest
+            for m, head in zip(
+                source.manifests,
+                await asyncio.gather(
+                    *(limited(dst.head_manifest(dst_repo, m.digest)) for m in source.manifests)
+                ),
+                strict=True,
+            )
+            if head is not None
+        }
+        blob_digests = list(
+            dict.fromkeys(
+                b.digest for m in source.image_manifests if m.digest not in present_manifests for b in m.blobs
+            )
+        )
+        sizes = await asyncio.gather(*(limited(dst.blob_size(dst_repo, d)) for d in blob_digests))
+        present_blobs = {d for d, size in zip(blob_digests, sizes, strict=True) if size is not None}
+        return ImageInput(
+            request,
+            digest,
+            DestinationState(tag_digest, frozenset(present_manifests), frozenset(present_blobs)),
+            source,
+        )
+
+    # -- execute -----------------------------------------------------------------------
+
+    async def _execute(self, plan: CopyPlan, started: float) -> list[ImageResult]:
+        slots = asyncio.Semaphore(self._concurrency)
+        by_key = {t.key: t for t in plan.transfers}
+        tasks: dict[BlobKey, asyncio.Task[_BlobStats]] = {}
+
+        def task_for(key: BlobKey) -> asyncio.Task[_BlobStats]:
+            if key not in tasks:
+                transfer = by_key[key]
+                dependency = task_for(transfer.after) if transfer.after else None
+                tasks[key] = asyncio.ensure_future(self._transfer(transfer, dependency, slots))
+            return tasks[key]
+
+        for key in by_key:
+            task_for(key)
+        try:
+            return list(await asyncio.gather(*(self._finish_image(p, tasks, started) for p in plan.images)))
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+    async def _transfer(
+        self,
+        transfer: BlobTransfer,
+        dependency: asyncio.Task[_BlobStats] | None,
+        slots: asyncio.Semaphore,
+    ) -> _BlobStats:
+        if dependency is not None:
+            # Wait outside the semaphore: holding a slot while waiting could deadlock.
+            await asyncio.gather(dependency, return_exceptions=True)
+        async with slots:
+            dst = self._pool.writer(transfer.dest_registry)
+            if transfer.mount_from is not None:
+                try:
+                    if await dst.mount_blob(transfer.dest_repository, transfer.digest, transfer.mount_from):
+                        self._progress.blob_finished(transfer.key, "mounted")
+                        return _BlobStats("mounted", 0)
+                except RegistryError:
+                    pass  # a failed shortcut falls back to a plain upload
+            src = self._pool.reader(transfer.source_registry)
+            first = True
+
+            async def stream_once() -> None:
+                nonlocal first
+                if not first:
+                    self._progress.blob_restarted(transfer.key)
+                first = False
+                async with src.open_blob(transfer.source_repository, transfer.digest) as chunks:
+                    await dst.upload_blob(
+                        transfer.dest_repository,
+                        transfer.digest,
+                        transfer.size,
+                        self._verified(chunks, transfer),
+                    )
+
+            await self._retry.run(stream_once)
+            self._progress.blob_finished(transfer.key, "uploaded")
+            return _BlobStats("uploaded", transfer.size)
+
+    async def _verified(self, chunks: AsyncIterator[bytes], transfer: BlobTransfer) -> AsyncIterator[bytes]:
+        """Pass the bytes through while hashing them. The last chunk is held back until the
+        hash is proven, so a corrupt blob never reaches the registry whole and the upload
+        is abandoned instead of committed."""
+        hasher = hashlib.sha256()
+        received = 0
+        pending: bytes | None = None
+        async for chunk in chunks:
+            hasher.update(chunk)
+            received += len(chunk)
+            if received > transfer.size:
+                raise _mismatch(transfer, f"more than its {transfer.size} bytes")
+            if pending is not None:
+                yield pending
+                self._progress.blob_advanced(transfer.key, len(pending))
+            pending = chunk
+        actual = "sha256:" + hasher.hexdigest()
+        if received != transfer.size:
+            raise _mismatch(transfer, f"{received} bytes instead of {transfer.size}")
+        if actual != transfer.digest:
+            raise _mismatch(transfer, f"bytes that hash to {actual[:19]}")
+        if pending is not None:
+            yield pending
+            self._progress.blob_advanced(transfer.key, len(pending))
+
+    async def _finish_image(
+        self, plan: ImagePlan, tasks: dict[BlobKey, asyncio.Task[_BlobStats]], started: float
+    ) -> ImageResult:
+        request = plan.request
+        result = ImageResult(request, "up-to-date", plan.digest, plan.current_digest)
+        try:
+            if plan.status is ImageStatus.UP_TO_DATE:
+                return result
+            if plan.status is ImageStatus.TAG_CONFLICT:
+                raise TagConflictError(
+                    f"{request.destination} already points at {plan.current_digest}, not {plan.digest}",
+                    hint="tags never move: promote under a new tag",
+                )
+            outcomes = await asyncio.gather(
+                *(asyncio.shield(tasks[k]) for k in plan.blobs), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            result.blobs_skipped = plan.blobs_present
+            for stats in outcomes:
+                assert isinstance(stats, _BlobStats)
+                if stats.outcome == "mounted":
+                    result.blobs_mounted += 1
+                else:
+                    result.blobs_uploaded += 1
+                    result.bytes_uploaded += stats.nbytes
+            dst = self._pool.writer(request.destination.registry)
+            for push in plan.pushes:
+                await dst.put_manifest(push.repository, push.reference, push.raw, push.media_type)
+                result.manifests_pushed += 1
+            await self._verify(dst, plan)
+            result.status = "copied"
+            return result
+        except BaseException as error:
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            failed = self._failed(request, error, started)
+            failed.digest, failed.previous_digest = plan.digest, plan.current_digest
+            return failed
+        finally:
+            result.seconds = time.monotonic() - started
+            self._progress.image_finished(result)
+
+    async def _verify(self, dst: RegistryWriter, plan: ImagePlan) -> None:
+        """Read the destination back: the tag must now name the source digest."""
+        reference = plan.request.destination.tag or plan.digest
+        head = await dst.head_manifest(plan.request.destination.repository, reference)
+        if head is None or head.digest != plan.digest:
+            raise DigestMismatchError(
+                f"after the copy, {plan.request.destination} names "
+                f"{head.digest if head else 'nothing'} instead of {plan.digest}",
+                hint="another writer changed the destination during the copy; run again",
+            )
+
+    def _failed(self, request: CopyRequest, error: BaseException, started: float) -> ImageResult:
+        if isinstance(error, TagConflictError):
+            status: ResultStatus = "refused"
+        else:
+            status = "refused" if isinstance(error, RefusedError) else "failed"
+        wrapped = (
+            error if isinstance(error, CloudopsError) else CloudopsError(f"{type(error).__name__}: {error}")
+        )
+        return ImageResult(request, status, seconds=time.monotonic() - started, error=wrapped)
+
+
+def _mismatch(transfer: BlobTransfer, what: str) -> DigestMismatchError:
+    return DigestMismatchError(
+        f"blob {transfer.digest[:19]} from {transfer.source_registry}/{transfer.source_repository} "
+        f"served {what}",
+        hint="the source registry holds corrupt content; the blob was not written",
+    )

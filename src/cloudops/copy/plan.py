@@ -1,0 +1,243 @@
+"""Planning a batch of image copies: pure data in, pure data out, no I/O.
+
+Given what each source image holds and what each destination already has, decide, for
+the whole batch at once, which blobs move and how, and which manifests are pushed in
+which order. Modelled on promo-tools' edges (promotion/edge.go): every image ends in one
+of a few named states, nothing is skipped silently.
+
+Rules (ECR-NOTES.md):
+- blobs are deduplicated across the batch: a blob goes to a destination registry once;
+  other repositories of that registry that need it mount it from the first one;
+- within one registry, a blob the source repository holds is mounted, not uploaded;
+  across registries (across accounts) mounting is never attempted;
+- child manifests are pushed by digest before their index, and the tag is written last.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cloudops.oci import ImageIndex, ImageManifest, Manifest
+from cloudops.refs import Reference
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRequest:
+    source: Reference
+    destination: Reference
+
+
+@dataclass(frozen=True, slots=True)
+class SourceImage:
+    """A resolved source image: its root manifest and every manifest below it, children
+    before parents (the order they must be pushed in)."""
+
+    root: Manifest
+    manifests: tuple[Manifest, ...]
+
+    @property
+    def digest(self) -> str:
+        return self.root.digest
+
+    @property
+    def image_manifests(self) -> tuple[ImageManifest, ...]:
+        return tuple(m for m in self.manifests if isinstance(m, ImageManifest))
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationState:
+    tag_digest: str | None = None
+    """The digest the destination tag points at now, if the tag exists."""
+    present_manifests: frozenset[str] = frozenset()
+    present_blobs: frozenset[str] = frozenset()
+
+
+class ImageStatus(enum.Enum):
+    UP_TO_DATE = "up-to-date"
+    """The destination already has this digest under this tag: nothing is written."""
+    COPY = "copy"
+    TAG_CONFLICT = "tag-conflict"
+    """The destination tag points at another digest and moving tags is not allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    request: CopyRequest
+    digest: str
+    destination: DestinationState
+    source: SourceImage | None = None
+    """None only when the image is already up to date or in conflict (never fetched)."""
+
+
+BlobKey = tuple[str, str, str]
+"""(destination registry, destination repository, digest)"""
+
+
+@dataclass(frozen=True, slots=True)
+class BlobTransfer:
+    digest: str
+    size: int
+    source_registry: str
+    source_repository: str
+    dest_registry: str
+    dest_repository: str
+    mount_from: str | None = None
+    """A repository of the destination registry to mount from, tried before uploading."""
+    after: BlobKey | None = None
+    """A transfer that must finish first (the upload that ``mount_from`` relies on)."""
+
+    @property
+    def key(self) -> BlobKey:
+        return (self.dest_registry, self.dest_repository, self.digest)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPush:
+    repository: str
+    reference: str
+    """A digest for child manifests, the tag for the root (written last)."""
+    digest: str
+    media_type: str
+    raw: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePlan:
+    request: CopyRequest
+    digest: str
+    status: ImageStatus
+    current_digest: str | None = None
+    blobs: tuple[BlobKey, ...] = ()
+    blobs_present: int = 0
+    pushes: tuple[ManifestPush, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CopyPlan:
+    images: tuple[ImagePlan, ...]
+    transfers: tuple[BlobTransfer, ...]
+
+    @property
+    def bytes_to_move(self) -> int:
+        return sum(t.size for t in self.transfers if t.mount_from is None)
+
+    def transfer(self, key: BlobKey) -> BlobTransfer:
+        return self._by_key()[key]
+
+    def _by_key(self) -> dict[BlobKey, BlobTransfer]:
+        return {t.key: t for t in self.transfers}
+
+
+def walk_manifests(root: Manifest, children: dict[str, Manifest]) -> tuple[Manifest, ...]:
+    """Every manifest reachable from ``root``, children before parents, each once."""
+    ordered: list[Manifest] = []
+    seen: set[str] = set()
+
+    def visit(manifest: Manifest, depth: int) -> None:
+        if manifest.digest in seen or depth > 8:
+            return
+        seen.add(manifest.digest)
+        if isinstance(manifest, ImageIndex):
+            for entry in manifest.manifests:
+                child = children.get(entry.digest)
+                if child is not None:
+                    visit(child, depth + 1)
+        ordered.append(manifest)
+
+    visit(root, 0)
+    return tuple(ordered)
+
+
+def plan_copy(images: Sequence[ImageInput], *, allow_tag_move: bool = True) -> CopyPlan:
+    plans: list[ImagePlan] = []
+    transfers: dict[BlobKey, BlobTransfer] = {}
+    first_in_registry: dict[tuple[str, str], BlobKey] = {}
+
+    for image in images:
+        request = image.request
+        state = image.destination
+        dst_tag = request.destination.tag
+        if state.tag_digest == image.digest or (dst_tag is None and image.digest in state.present_manifests):
+            plans.append(ImagePlan(request, image.digest, ImageStatus.UP_TO_DATE, state.tag_digest))
+            continue
+        if state.tag_digest is not None and not allow_tag_move:
+            plans.append(ImagePlan(request, image.digest, ImageStatus.TAG_CONFLICT, state.tag_digest))
+            continue
+        if image.source is None:
+            raise ValueError(f"{request.source} needs copying but its manifests were not fetched")
+
+        src, dst = request.source, request.destination
+        needed: list[BlobKey] = []
+        present = 0
+        for digest, size in _missing_blobs(image.source.manifests, state):
+            if digest in state.present_blobs:
+                present += 1
+                continue
+            key: BlobKey = (dst.registry, dst.repository, digest)
+            needed.append(key)
+            if key in transfers:
+                continue
+            first = first_in_registry.get((dst.registry, digest))
+            if first is not None:
+                transfer = BlobTransfer(
+                    digest,
+                    size,
+                    src.registry,
+                    src.repository,
+                    dst.registry,
+                    dst.repository,
+                    mount_from=first[1],
+                    after=first,
+                )
+            elif src.registry == dst.registry and src.repository != dst.repository:
+                transfer = BlobTransfer(
+                    digest,
+                    size,
+                    src.registry,
+                    src.repository,
+                    dst.registry,
+                    dst.repository,
+                    mount_from=src.repository,
+                )
+            else:
+                transfer = BlobTransfer(
+                    digest, size, src.registry, src.repository, dst.registry, dst.repository
+                )
+            transfers[key] = transfer
+            first_in_registry.setdefault((dst.registry, digest), key)
+
+        pushes = [
+            ManifestPush(dst.repository, m.digest, m.digest, m.media_type, m.raw)
+            for m in image.source.manifests[:-1]
+            if m.digest not in state.present_manifests
+        ]
+        root = image.source.root
+        pushes.append(
+            ManifestPush(dst.repository, dst_tag or root.digest, root.digest, root.media_type, root.raw)
+        )
+        plans.append(
+            ImagePlan(
+                request,
+                image.digest,
+                ImageStatus.COPY,
+                state.tag_digest,
+                tuple(dict.fromkeys(needed)),
+                present,
+                tuple(pushes),
+            )
+        )
+    return CopyPlan(tuple(plans), tuple(transfers.values()))
+
+
+def _missing_blobs(manifests: Iterable[Manifest], state: DestinationState) -> list[tuple[str, int]]:
+    """Blobs of the manifests the destination lacks, each once, in manifest order. A
+    manifest already present guarantees its blobs are (registries check on push)."""
+    found: dict[str, int] = {}
+    for manifest in manifests:
+        if manifest.digest in state.present_manifests or not isinstance(manifest, ImageManifest):
+            continue
+        for blob in manifest.blobs:
+            found.setdefault(blob.digest, blob.size)
+    return list(found.items())

@@ -1,0 +1,270 @@
+"""Reading and writing one registry through the distribution API
+(https://github.com/opencontainers/distribution-spec/blob/main/spec.md).
+
+:class:`RegistryReader` can only read. :class:`RegistryWriter` adds the writes and is
+handed out only for a copy's destination, so a source can never be written by mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from cloudops.oci import (
+    ACCEPT_MANIFESTS,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    ManifestError,
+    parse_manifest,
+)
+from cloudops.registry.errors import DigestMismatchError, RegistryError
+from cloudops.registry.transport import RegistryTransport, Scope
+
+BLOB_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestHead:
+    digest: str
+    media_type: str
+    size: int
+
+
+class RegistryReader:
+    """Read-only access to one registry host."""
+
+    def __init__(self, transport: RegistryTransport):
+        self._transport = transport
+
+    @property
+    def host(self) -> str:
+        return self._transport.host
+
+    async def ping(self) -> None:
+        """GET /v2/: reachability and credentials, before any real work."""
+        await self._transport.request("GET", "/v2/", what="the API version check")
+
+    async def head_manifest(self, repository: str, reference: str) -> ManifestHead | None:
+        """The digest behind a tag or digest, or None when there is no such manifest."""
+        response = await self._transport.request(
+            "HEAD",
+            f"/v2/{repository}/manifests/{reference}",
+            what=f"manifest {repository}:{reference}",
+            scopes=(Scope(repository),),
+            headers={"Accept": ACCEPT_MANIFESTS},
+            expect=(200, 404),
+        )
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("docker-content-digest")
+        if not digest:
+            # Some registries omit the header on HEAD: read the manifest to learn it.
+            manifest = await self.get_manifest(repository, reference)
+            return ManifestHead(manifest.digest, manifest.media_type, len(manifest.raw))
+        return ManifestHead(
+            digest,
+            response.headers.get("content-type", "").split(";")[0],
+            int(response.headers.get("content-length") or 0),
+        )
+
+    async def get_manifest(self, repository: str, reference: str) -> Manifest:
+        """Fetch and parse a manifest; when ``reference`` is a digest, the bytes are
+        verified against it. Manifests over the 4 MiB limit are refused unread."""
+        what = f"manifest {repository}{'@' if ':' in reference else ':'}{reference}"
+        response = await self._transport.request(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            what=what,
+            scopes=(Scope(repository),),
+            headers={"Accept": ACCEPT_MANIFESTS},
+            stream=True,
+        )
+        try:
+            declared = int(response.headers.get("content-length") or 0)
+            if declared > MAX_MANIFEST_BYTES:
+                raise ManifestError(
+                    f"{what} on {self.host} is {declared} bytes, over the 4 MiB manifest limit",
+                    hint="ECR refuses manifests over 4 MiB",
+                )
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body.extend(chunk)
+                if len(body) > MAX_MANIFEST_BYTES:
+                    raise ManifestError(
+                        f"{what} on {self.host} is over the 4 MiB manifest limit",
+                        hint="ECR refuses manifests over 4 MiB",
+                    )
+        except httpx.HTTPError as exc:
+            raise RegistryError(f"reading {what} from {self.host} broke: {type(exc).__name__}") from None
+        finally:
+            await response.aclose()
+        raw = bytes(body)
+        manifest = parse_manifest(raw, response.headers.get("content-type"))
+        expected = reference if ":" in reference else response.headers.get("docker-content-digest")
+        if expected and expected.startswith("sha256:") and expected != manifest.digest:
+            raise DigestMismatchError(
+                f"{what} on {self.host} does not match its digest (got {manifest.digest})",
+                hint="the registry served corrupt or altered content; nothing was copied",
+            )
+        return manifest
+
+    async def blob_size(self, repository: str, digest: str) -> int | None:
+        """The size of a blob in ``repository``, or None when it is not there."""
+        response = await self._transport.request(
+            "HEAD",
+            f"/v2/{repository}/blobs/{digest}",
+            what=f"blob {digest[:19]} in {repository}",
+            scopes=(Scope(repository),),
+            expect=(200, 404),
+            follow_redirects=True,
+        )
+        if response.status_code == 404:
+            return None
+        return int(response.headers.get("content-length") or 0)
+
+    @asynccontextmanager
+    async def open_blob(self, repository: str, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Stream a blob's bytes (unverified: the copy engine hashes them on the fly)."""
+        response = await self._transport.request(
+            "GET",
+            f"/v2/{repository}/blobs/{digest}",
+            what=f"blob {digest[:19]} in {repository}",
+            scopes=(Scope(repository),),
+            stream=True,
+            follow_redirects=True,  # ECR and S3-backed registries redirect blob reads
+        )
+        try:
+            yield _raw_chunks(response, self.host, digest)
+        finally:
+            await response.aclose()
+
+    async def list_tags(self, repository: str, page_size: int = 1000) -> list[str]:
+        """Every tag of a repository, following the Link header's pagination."""
+        tags: list[str] = []
+        path: str | None = f"/v2/{repository}/tags/list"
+        params: dict[str, str] | None = {"n": str(page_size)}
+        while path:
+            response = await self._transport.request(
+                "GET", path, what=f"tag list of {repository}", scopes=(Scope(repository),), params=params
+            )
+            try:
+                doc = response.json()
+            except ValueError:
+                raise RegistryError(f"{self.host} returned a tag list that is not JSON") from None
+            tags.extend(t for t in (doc.get("tags") or []) if isinstance(t, str))
+            path = _next_link(response.headers.get("link"))
+            params = None
+        return tags
+
+
+class RegistryWriter(RegistryReader):
+    """Read and write access to one registry host (a copy's destination)."""
+
+    async def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Cross-repository mount. True when mounted; False when the registry declined
+        (202: it opened an upload instead, which is cancelled) and the caller must upload."""
+        response = await self._transport.request(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            what=f"mount of blob {digest[:19]} into {repository}",
+            scopes=(Scope(repository, push=True), Scope(from_repository)),
+            params={"mount": digest, "from": from_repository},
+            expect=(201, 202),
+        )
+        if response.status_code == 201:
+            return True
+        location = response.headers.get("location")
+        if location:
+            # An abandoned upload session expires on its own if the cancel fails.
+            with contextlib.suppress(RegistryError):
+                await self._transport.request(
+                    "DELETE",
+                    location,
+                    what="cancel of an unused upload",
+                    scopes=(Scope(repository, push=True),),
+                    expect=(204, 404, 200, 202),
+                )
+        return False
+
+    async def upload_blob(
+        self, repository: str, digest: str, size: int, chunks: AsyncIterator[bytes]
+    ) -> None:
+        """POST to open an upload, then ONE streamed PUT that carries the whole blob and
+        commits it with ?digest=. ECR may drop a second PATCH, and distribution ignores
+        the body of a POST with ?digest= (ECR-NOTES.md), so neither is used."""
+        what = f"upload of blob {digest[:19]} into {repository}"
+        scopes = (Scope(repository, push=True),)
+        opened = await self._transport.request(
+            "POST", f"/v2/{repository}/blobs/uploads/", what=what, scopes=scopes, expect=(202,)
+        )
+        location = opened.headers.get("location")
+        if not location:
+            raise RegistryError(f"{self.host} opened an upload without a Location header")
+        url = httpx.URL(self._transport.url(location)).copy_merge_params({"digest": digest})
+        response = await self._transport.request(
+            "PUT",
+            str(url),
+            what=what,
+            scopes=scopes,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            content=chunks,
+            expect=(201,),
+            replayable=False,
+        )
+        stored = response.headers.get("docker-content-digest")
+        if stored and stored != digest:
+            raise DigestMismatchError(
+                f"{self.host} stored blob {digest[:19]} under another digest {stored[:19]}"
+            )
+
+    async def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
+        """Push manifest bytes under a tag or digest; returns the digest the registry
+        stored, which must be the sha256 of ``raw``."""
+        what = f"push of manifest {repository}{'@' if ':' in reference else ':'}{reference}"
+        response = await self._transport.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            what=what,
+            scopes=(Scope(repository, push=True),),
+            headers={"Content-Type": media_type},
+            content=raw,
+            expect=(201, 200),
+        )
+        expected = "sha256:" + hashlib.sha256(raw).hexdigest()
+        stored = response.headers.get("docker-content-digest") or expected
+        if stored != expected:
+            raise DigestMismatchError(
+                f"{self.host} stored {what} under digest {stored}, expected {expected}",
+                hint="the registry converted the manifest; the copy would not be by digest",
+            )
+        return stored
+
+
+async def _raw_chunks(response: httpx.Response, host: str, digest: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_raw(BLOB_CHUNK):
+            yield chunk
+    except httpx.HTTPError as exc:
+        from cloudops.registry.errors import RegistryUnreachableError
+
+        raise RegistryUnreachableError(
+            f"reading blob {digest[:19]} from {host} broke ({type(exc).__name__})",
+            hint="the connection dropped mid-blob; retries ran out",
+        ) from None
+
+
+def _next_link(header: str | None) -> str | None:
+    """The target of ``Link: </v2/...>; rel="next"``."""
+    if not header:
+        return None
+    for part in header.split(","):
+        if 'rel="next"' in part or "rel=next" in part:
+            start, end = part.find("<"), part.find(">")
+            if 0 <= start < end:
+                return part[start + 1 : end]
+    return None

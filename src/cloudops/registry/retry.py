@@ -1,0 +1,54 @@
+"""The one retry policy: bounded attempts and total time, exponential backoff with jitter,
+honouring Retry-After. Used by the transport for requests that can be replayed, and by the
+copy engine for a blob stream that broke mid-way (a stream cannot be replayed, the whole
+blob is; the same split as s3transfer's)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cloudops.registry.errors import RegistryError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    """Tries in all, the first included."""
+    total_seconds: float = 120.0
+    """No retry starts after this much time since the first try."""
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_delay * 3)
+        backoff = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return backoff * (0.5 + random.random() / 2)
+
+    def should_retry(self, error: BaseException) -> bool:
+        return isinstance(error, RegistryError) and error.retryable
+
+    async def run(self, operation: Callable[[], Awaitable[T]]) -> T:
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            try:
+                return await operation()
+            except RegistryError as error:
+                if not self.should_retry(error) or attempt >= self.attempts:
+                    raise
+                pause = self.delay(attempt, error.retry_after)
+                if time.monotonic() - started + pause > self.total_seconds:
+                    raise
+                await asyncio.sleep(pause)
+                attempt += 1
+
+
+NO_RETRY = RetryPolicy(attempts=1)

@@ -1,0 +1,347 @@
+"""One registry host's HTTP transport: auth (Basic or bearer challenge), error mapping and
+the retry policy, in that order around each request.
+
+Order of the layers, outermost first (the same split as go-containerregistry's
+transport.go): retry -> auth (answer a 401 challenge, refresh an expired token) -> send ->
+map a failed status to a typed error. A request whose body is a stream cannot be replayed,
+so it is sent once and a broken stream is retried by the caller as a whole blob.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from cloudops.registry.auth import Challenge, Credentials, Keychain, parse_challenge
+from cloudops.registry.errors import (
+    AuthenticationError,
+    InsecureRegistryError,
+    RegistryError,
+    RegistryUnreachableError,
+    TokenExpiredError,
+    error_for_status,
+)
+from cloudops.registry.retry import RetryPolicy
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A token scope: ``repository:NAME:ACTIONS`` (distribution token spec)."""
+
+    repository: str
+    push: bool = False
+
+    def __str__(self) -> str:
+        return f"repository:{self.repository}:{'pull,push' if self.push else 'pull'}"
+
+
+class RegistryTransport:
+    def __init__(
+        self,
+        host: str,
+        client: httpx.AsyncClient,
+        keychain: Keychain,
+        retry: RetryPolicy,
+        *,
+        plain_http: bool,
+    ):
+        self.host = host
+        self.base_url = f"{'http' if plain_http else 'https'}://{host}"
+        self.plain_http = plain_http
+        self._client = client
+        self._keychain = keychain
+        self.retry = retry
+        self._challenge: Challenge | None = None
+        self._credentials: Credentials | None = None
+        self._credentials_resolved = False
+        self._tokens: dict[str, str] = {}
+        self._auth_lock = asyncio.Lock()
+
+    # -- credentials -------------------------------------------------------------------
+
+    async def _resolve_credentials(self) -> Credentials | None:
+        if not self._credentials_resolved:
+            # Keychains may call AWS (the ECR token provider): keep the loop free.
+            self._credentials = await asyncio.to_thread(self._keychain.resolve, self.host)
+            self._credentials_resolved = True
+        return self._credentials
+
+    def _forget_credentials(self) -> None:
+        self._keychain.invalidate(self.host)
+        self._credentials = None
+        self._credentials_resolved = False
+        self._tokens.clear()
+
+    def _auth_header(self, scopes: tuple[Scope, ...]) -> str | None:
+        if self._challenge is None:
+            return None
+        if self._challenge.scheme == "basic":
+            return self._credentials.basic_header() if self._credentials else None
+        if self._challenge.scheme == "bearer":
+            key = _scope_key(scopes)
+            token = self._tokens.get(key)
+            if token is None and scopes and not any(s.push for s in scopes):
+                token = self._tokens.get(_scope_key(tuple(Scope(s.repository, True) for s in scopes)))
+            if token is None:
+                token = self._tokens.get("")  # a token for the ping (no scope)
+            return f"Bearer {token}" if token else None
+        return None
+
+    async def _authenticate(self, header: str | None, sent: str | None, scopes: tuple[Scope, ...]) -> None:
+        """Answer a 401 challenge so that the next try carries fitting credentials."""
+        async with self._auth_lock:
+            challenge = parse_challenge(header)
+            if challenge is None or challenge.scheme not in ("basic", "bearer"):
+                raise AuthenticationError(
+                    f"{self.host} requires authentication with an unsupported scheme",
+                    hint="cloudops speaks Basic and bearer-token auth",
+                    status=401,
+                )
+            current = self._auth_header(scopes) if self._challenge else None
+            if current is not None and current != sent:
+                return  # another task refreshed it meanwhile
+            credentials = await self._resolve_credentials()
+            if challenge.scheme == "basic":
+                if credentials is None:
+                    raise _no_credentials(self.host)
+                if sent is not None and self._challenge and self._challenge.scheme == "basic":
+                    raise AuthenticationError(
+                        f"{self.host} refused the credentials (HTTP 401)",
+                        hint="check the username and password for this registry",
+                        status=401,
+                    )
+                self._challenge = challenge
+                return
+            self._challenge = challenge
+            self._tokens[_scope_key(scopes)] = await self._fetch_token(challenge, credentials, scopes)
+
+    async def _fetch_token(
+        self, challenge: Challenge, credentials: Credentials | None, scopes: tuple[Scope, ...]
+    ) -> str:
+        realm = challenge.realm
+        if not realm:
+            raise AuthenticationError(f"{self.host} sent a bearer challenge without a realm", status=401)
+        params: list[tuple[str, str]] = []
+        if "service" in challenge.params:
+            params.append(("service", challenge.params["service"]))
+        wanted = {str(s) for s in scopes}
+        if challenge.params.get("scope"):
+            wanted.update(challenge.params["scope"].split(" "))
+        params.extend(("scope", s) for s in sorted(wanted))
+        headers = {}
+        if credentials is not None:
+            headers["Authorization"] = credentials.basic_header()
+            params.append(("account", credentials.username))
+        try:
+            response = await self._client.get(realm, params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise _connection_error(exc, realm.split("/")[2] if "//" in realm else realm) from None
+        if response.status_code in (401, 403):
+            if credentials is None:
+                raise _no_credentials(self.host)
+            raise AuthenticationError(
+                f"the token service of {self.host} refused the credentials (HTTP {response.status_code})",
+                hint="check the username and password for this registry",
+                status=response.status_code,
+            )
+        if response.status_code != 200:
+            raise error_for_status(
+                response.status_code, response.content, what="a token request", host=self.host
+            )
+        try:
+            doc = response.json()
+            token = doc.get("token") or doc.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise AuthenticationError(
+                f"the token service of {self.host} returned no token", status=response.status_code
+            )
+        return token
+
+    # -- requests ----------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.base_url + path
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        scopes: Iterable[Scope] = (),
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        content: Any = None,
+        expect: tuple[int, ...] = (200,),
+        stream: bool = False,
+        replayable: bool = True,
+        follow_redirects: bool = False,
+    ) -> httpx.Response:
+        """Send a request, answering auth challenges; return a response whose status is in
+        ``expect``. With ``stream`` the body is left unread: the caller must close it."""
+        scope_tuple = tuple(scopes)
+
+        async def attempt() -> httpx.Response:
+            return await self._send_authenticated(
+                method,
+                path,
+                what,
+                scope_tuple,
+                headers or {},
+                params,
+                content,
+                expect,
+                stream,
+                replayable,
+                follow_redirects,
+            )
+
+        if not replayable:
+            return await attempt()
+        return await self.retry.run(attempt)
+
+    async def _send_authenticated(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        scopes: tuple[Scope, ...],
+        headers: dict[str, str],
+        params: dict[str, str] | None,
+        content: Any,
+        expect: tuple[int, ...],
+        stream: bool,
+        replayable: bool,
+        follow_redirects: bool,
+    ) -> httpx.Response:
+        for round_ in range(3):
+            sent = self._auth_header(scopes)
+            request_headers = dict(headers)
+            if sent:
+                request_headers["Authorization"] = sent
+            request = self._client.build_request(
+                method, self.url(path), headers=request_headers, params=params, content=content
+            )
+            try:
+                response = await self._client.send(request, stream=True, follow_redirects=follow_redirects)
+            except httpx.HTTPError as exc:
+                raise _connection_error(exc, self.host) from None
+            if response.status_code == 401 and replayable and round_ < 2:
+                challenge_header = response.headers.get("www-authenticate")
+                await response.aclose()
+                if sent and self._challenge and self._challenge.scheme == "bearer":
+                    # A bearer token can expire mid-copy: drop it and ask for a fresh one.
+                    self._tokens.pop(_scope_key(scopes), None)
+                    sent = None
+                await self._authenticate(challenge_header, sent, scopes)
+                continue
+            if response.status_code in expect:
+                if not stream:
+                    await response.aread()
+                return response
+            body = await _read_limited(response)
+            error = error_for_status(
+                response.status_code,
+                body,
+                what=what,
+                host=self.host,
+                retry_after=response.headers.get("retry-after"),
+            )
+            if isinstance(error, TokenExpiredError):
+                # ECR says "expired" with 403, not 401 (ECR-NOTES.md): refresh, then retry.
+                self._forget_credentials()
+                await self._resolve_credentials()
+                if replayable and round_ < 2:
+                    continue
+                error.retryable = True
+            if response.status_code == 401 and sent is None:
+                raise _no_credentials(self.host)
+            raise error
+        raise AuthenticationError(f"{self.host} kept refusing the credentials for {what}", status=401)
+
+
+def _scope_key(scopes: tuple[Scope, ...]) -> str:
+    return " ".join(sorted(str(s) for s in scopes))
+
+
+def _no_credentials(host: str) -> AuthenticationError:
+    return AuthenticationError(
+        f"{host} requires credentials and none are configured for it",
+        hint="log in (docker login / skopeo login), or pass credentials through "
+        "--src-creds-env/--dest-creds-env",
+        status=401,
+    )
+
+
+async def _read_limited(response: httpx.Response) -> bytes:
+    chunks = bytearray()
+    try:
+        async for chunk in response.aiter_raw():
+            chunks.extend(chunk)
+            if len(chunks) > MAX_ERROR_BODY:
+                break
+    except httpx.HTTPError:
+        pass
+    finally:
+        await response.aclose()
+    return bytes(chunks[:MAX_ERROR_BODY])
+
+
+def _connection_error(exc: httpx.HTTPError, host: str) -> RegistryError:
+    text = str(exc)
+    cause = exc.__context__ or exc.__cause__
+    chain = f"{text} {cause!r}"
+    if isinstance(exc, httpx.ConnectError):
+        if (
+            "Name or service not known" in chain
+            or "nodename nor servname" in chain
+            or "Temporary failure in name resolution" in chain
+            or "No address associated" in chain
+        ):
+            error = RegistryUnreachableError(
+                f"cannot resolve registry host {host}",
+                hint="check the host name in the image reference",
+                kind="input",
+            )
+            error.retryable = False
+            return error
+        if (
+            "WRONG_VERSION_NUMBER" in chain
+            or "wrong version number" in chain
+            or "record layer failure" in chain
+            or "packet length too long" in chain
+        ):
+            return InsecureRegistryError(
+                f"{host} does not speak HTTPS (it looks like a plain-HTTP registry)",
+                hint=f"if you trust the network, pass --insecure-registry {host}",
+            )
+        if "CERTIFICATE_VERIFY_FAILED" in chain or isinstance(cause, ssl.SSLCertVerificationError):
+            error = RegistryUnreachableError(
+                f"the TLS certificate of {host} could not be verified",
+                hint="pass --ca-bundle FILE with the CA that signed it, or --insecure-registry "
+                f"{host} to skip verification",
+                kind="input",
+            )
+            error.retryable = False
+            return error
+        return RegistryUnreachableError(
+            f"cannot connect to registry {host} ({type(exc).__name__})",
+            hint="check the host and port, and that the registry is running",
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return RegistryUnreachableError(
+            f"timed out talking to registry {host}", hint="check the network; retries ran out"
+        )
+    return RegistryUnreachableError(
+        f"connection to registry {host} broke ({type(exc).__name__})",
+        hint="the network or the registry dropped the connection; retries ran out",
+    )

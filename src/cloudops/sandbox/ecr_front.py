@@ -1,0 +1,645 @@
+"""An ECR-like front for plain distribution registries (the sandbox's stand-in for Amazon ECR).
+
+Run as ``python -m cloudops.sandbox.ecr_front --config FRONT.json``. It listens on one
+loopback port PER ACCOUNT and streams /v2/* to that account's backend `docker-registry`
+(plain HTTP, no auth), enforcing the ECR rules a plain registry lacks (ECR-NOTES.md):
+
+- HTTP Basic auth with user ``AWS`` and the password from moto's GetAuthorizationToken for
+  that account, else 401 UNAUTHORIZED with ECR's Basic challenge;
+- token expiry, EMULATED: moto's token never changes and never expires, so
+  ``POST /_sandbox/expire-token?count=N`` makes the next N authenticated /v2/ requests answer
+  403 DENIED "Your authorization token has expired. ..." as ECR does after 12 hours;
+- a repository must exist in the account's ECR (moto) for any /v2/<name>/... request,
+  else 404 NAME_UNKNOWN;
+- IMMUTABLE repositories refuse a manifest PUT to an existing tag (400 TAG_INVALID), even
+  with an identical digest;
+- cross-repository blob mount is off unless ``"blob_mounting": true`` (ECR's BLOB_MOUNTING
+  account setting): ``?mount=&from=`` are stripped and an ordinary upload starts (202);
+- every manifest the backend accepts is registered in moto with ecr put_image, so the AWS
+  CLI and boto3 see what was pushed.
+
+Admin endpoints on every port (no auth, loopback only): ``GET /_sandbox/health``,
+``POST /_sandbox/expire-token?count=N``, ``POST /_sandbox/flush`` (forget cached
+repositories and credentials and pending expiries; world.reset calls it).
+
+Config JSON::
+
+    {"moto_url": "http://127.0.0.1:P", "region": "us-west-2", "blob_mounting": false,
+     "accounts": [{"account_id": "111111111111", "listen_port": N,
+                   "backend": "http://127.0.0.1:M"}, ...]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlencode
+
+import aiohttp
+import boto3
+import botocore.config
+import botocore.exceptions
+from aiohttp import web
+from multidict import CIMultiDict, MultiDict
+from yarl import URL
+
+from cloudops.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_sts import STSClient
+
+__all__ = [
+    "EXPIRED_MESSAGE",
+    "AccountConfig",
+    "EcrFront",
+    "FrontConfig",
+    "load_config",
+    "main",
+    "serve",
+]
+
+log = logging.getLogger("cloudops.sandbox.ecr_front")
+
+EXPIRED_MESSAGE = "Your authorization token has expired. Reauthenticate and try again."
+# Positive repository answers are cached this long; negative ones never (a repository may
+# be created at any moment and the very next push must see it).
+REPOSITORY_TTL = 2.0
+CHUNK = 256 * 1024
+
+# Repository names as distribution's reference grammar has them (refs.py); routes are
+# anchored at the end so a name may contain any path component.
+_NAME = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*"
+_MANIFEST_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/manifests/(?P<ref>[^/]+)$")
+_REPO_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/(?:blobs|tags|referrers)/")
+_UPLOAD_START_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/blobs/uploads/?$")
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself.
+_HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Expect",
+    )
+)
+_DROP_REQUEST = _HOP_BY_HOP | {"host", "authorization", "content-length"}
+_DROP_RESPONSE = _HOP_BY_HOP | {"content-length", "date", "server"}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    account_id: str
+    listen_port: int
+    backend: str  # http://127.0.0.1:PORT of this account's docker-registry
+
+
+@dataclass(frozen=True)
+class FrontConfig:
+    moto_url: str
+    region: str
+    accounts: tuple[AccountConfig, ...]
+    blob_mounting: bool = False
+    listen_host: str = "127.0.0.1"
+
+
+def load_config(path: Path) -> FrontConfig:
+    doc = json.loads(path.read_text())
+    accounts = tuple(
+        AccountConfig(str(a["account_id"]), int(a["listen_port"]), str(a["backend"]).rstrip("/"))
+        for a in doc["accounts"]
+    )
+    return FrontConfig(
+        moto_url=str(doc["moto_url"]).rstrip("/"),
+        region=str(doc.get("region", "us-west-2")),
+        accounts=accounts,
+        blob_mounting=bool(doc.get("blob_mounting", False)),
+        listen_host=str(doc.get("listen_host", "127.0.0.1")),
+    )
+
+
+def ecr_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """An error in the registry API's (and ECR's) body shape."""
+    body = json.dumps({"errors": [{"code": code, "message": message}]})
+    return web.Response(
+        status=status, text=body, content_type="application/json", charset="utf-8", headers=headers
+    )
+
+
+class _StaleIdentity(Exception):
+    """moto answered for another account: our assumed-role keys outlived a moto reset
+    (moto then maps unknown keys to its default account), so assume the role again."""
+
+
+class EcrAccount:
+    """The moto side of one account: assumed-role ECR client, token, repository cache.
+
+    Methods are blocking (boto3); the front calls them in worker threads."""
+
+    def __init__(self, account_id: str, moto_url: str, region: str) -> None:
+        self.account_id = account_id
+        self.moto_url = moto_url
+        self.region = region
+        self._lock = threading.Lock()
+        self._ecr: ECRClient | None = None
+        self._password: str | None = None
+        self._repositories: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._session = boto3.session.Session()
+        self._botocore_config = botocore.config.Config(retries={"max_attempts": 2, "mode": "standard"})
+        self._sts: STSClient = self._session.client(
+            "sts",
+            endpoint_url=moto_url,
+            region_name=region,
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox",
+            config=self._botocore_config,
+        )
+
+    # -- identity -------------------------------------------------------------------------
+    def _assume(self) -> ECRClient:
+        creds = self._sts.assume_role(
+            RoleArn=f"arn:aws:iam::{self.account_id}:role/sandbox-front",
+            RoleSessionName="sandbox-front",
+        )["Credentials"]
+        client: ECRClient = self._session.client(
+            "ecr",
+            endpoint_url=self.moto_url,
+            region_name=self.region,
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            config=self._botocore_config,
+        )
+        with self._lock:
+            self._ecr = client
+        return client
+
+    def _run(self, op: Callable[[ECRClient], T]) -> T:
+        """Run ``op`` as this account; on a sign of stale keys, assume the role and retry once."""
+        with self._lock:
+            client = self._ecr
+        if client is None:
+            client = self._assume()
+        try:
+            return op(client)
+        except _StaleIdentity:
+            pass
+        except botocore.exceptions.ClientError as exc:
+            # A negative answer may come from the default account after a moto reset.
+            if _error_code(exc) != "RepositoryNotFoundException" or f"'{self.account_id}'" in str(exc):
+                raise
+        return op(self._assume())
+
+    def forget(self) -> None:
+        with self._lock:
+            self._ecr = None
+            self._repositories.clear()
+
+    # -- token ----------------------------------------------------------------------------
+    def password(self) -> str:
+        """The registry password moto hands out for this account (moto: "<acct>-auth-token")."""
+        if self._password is None:
+
+            def fetch(client: ECRClient) -> str:
+                data = client.get_authorization_token()["authorizationData"][0]
+                if self.account_id not in data.get("proxyEndpoint", ""):
+                    raise _StaleIdentity
+                user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+                if user != "AWS" or not password:
+                    raise RuntimeError("moto returned an authorization token that is not AWS:<password>")
+                return password
+
+            self._password = self._run(fetch)
+        return self._password
+
+    # -- repositories ---------------------------------------------------------------------
+    def repository(self, name: str) -> dict[str, Any] | None:
+        """The repository's description, or None when it does not exist in this account."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._repositories.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+
+        def describe(client: ECRClient) -> dict[str, Any] | None:
+            try:
+                repos = client.describe_repositories(repositoryNames=[name])["repositories"]
+            except client.exceptions.RepositoryNotFoundException as exc:
+                if f"'{self.account_id}'" not in str(exc):
+                    raise _StaleIdentity from None
+                return None
+            if not repos:
+                return None
+            if repos[0].get("registryId") != self.account_id:
+                raise _StaleIdentity
+            return dict(repos[0])
+
+        repo = self._run(describe)
+        with self._lock:
+            if repo is None:
+                self._repositories.pop(name, None)
+            else:
+                self._repositories[name] = (time.monotonic() + REPOSITORY_TTL, repo)
+        return repo
+
+    def put_image(
+        self, name: str, manifest: str, media_type: str | None, digest: str, tag: str | None
+    ) -> None:
+        """Register a manifest the backend accepted, so ECR's API lists it."""
+        kwargs: dict[str, Any] = {
+            "repositoryName": name,
+            "imageManifest": manifest,
+            "imageDigest": digest,  # always: moto invents one otherwise (ECR-NOTES.md)
+        }
+        if media_type:
+            kwargs["imageManifestMediaType"] = media_type
+        if tag is not None:
+            kwargs["imageTag"] = tag
+
+        def put(client: ECRClient) -> None:
+            try:
+                image = client.put_image(**kwargs)["image"]
+            except client.exceptions.ImageAlreadyExistsException:
+                # moto raises this for a digest pushed again (by digest, or with a tag it
+                # already has): ECR accepts such repeats, and the image is there.
+                return
+            if image.get("registryId", self.account_id) != self.account_id:
+                raise _StaleIdentity
+
+        self._run(put)
+
+
+def _error_code(exc: botocore.exceptions.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@dataclass
+class _AccountFront:
+    config: AccountConfig
+    ecr: EcrAccount
+    expire_pending: int = 0
+    backend_url: URL = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backend_url = URL(self.config.backend)
+
+
+class EcrFront:
+    """The aiohttp applications (one per account) and their shared upstream session."""
+
+    def __init__(self, config: FrontConfig) -> None:
+        self.config = config
+        self.accounts = [
+            _AccountFront(a, EcrAccount(a.account_id, config.moto_url, config.region))
+            for a in config.accounts
+        ]
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # Bytes must pass untouched: no decompression, no cookies, no redirects.
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                connector=aiohttp.TCPConnector(limit=256),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def app(self, account: _AccountFront) -> web.Application:
+        app = web.Application()
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self._dispatch(account, request)
+
+        app.router.add_route("*", "/{tail:.*}", handle)
+        return app
+
+    # -- dispatch -------------------------------------------------------------------------
+    async def _dispatch(self, acct: _AccountFront, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/_sandbox/"):
+            return await self._admin(acct, request)
+        if path != "/v2" and not path.startswith("/v2/"):
+            return ecr_error(404, "NOT_FOUND", f"no route for {path}")
+        try:
+            return await self._v2(acct, request)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, _StaleIdentity) as exc:
+            log.exception("moto call failed")
+            return ecr_error(500, "UNKNOWN", f"sandbox front: the local AWS API (moto) failed: {exc}")
+        except aiohttp.ClientConnectionError as exc:
+            # Only before the response started: afterwards aiohttp just drops the connection.
+            log.warning("backend %s unreachable: %s", acct.config.backend, exc)
+            return ecr_error(502, "UNAVAILABLE", f"sandbox front: backend registry unreachable: {exc}")
+
+    async def _admin(self, acct: _AccountFront, request: web.Request) -> web.StreamResponse:
+        what = request.path.removeprefix("/_sandbox/")
+        if what == "health" and request.method in ("GET", "HEAD"):
+            return web.json_response({"status": "ok", "account_id": acct.config.account_id})
+        if what == "expire-token" and request.method == "POST":
+            try:
+                count = int(request.query.get("count", "1"))
+            except ValueError:
+                return web.json_response({"error": "count must be an integer"}, status=400)
+            acct.expire_pending = max(0, count)
+            return web.json_response(
+                {"account_id": acct.config.account_id, "expire_pending": acct.expire_pending}
+            )
+        if what == "flush" and request.method == "POST":
+            acct.expire_pending = 0
+            acct.ecr.forget()
+            return web.json_response({"account_id": acct.config.account_id, "flushed": True})
+        return web.json_response(
+            {"error": f"unknown admin endpoint {request.method} {request.path}"}, status=404
+        )
+
+    def _authorized(self, request: web.Request, password: str) -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(decoded.encode(), f"AWS:{password}".encode())
+
+    async def _v2(self, acct: _AccountFront, request: web.Request) -> web.StreamResponse:
+        account_id = acct.config.account_id
+        password = await asyncio.to_thread(acct.ecr.password)
+        if not self._authorized(request, password):
+            challenge = f'Basic realm="{request.host}",service="ecr.amazonaws.com"'
+            return ecr_error(401, "UNAUTHORIZED", "Not Authorized", {"WWW-Authenticate": challenge})
+        if acct.expire_pending > 0:
+            # Emulation: moto's token never expires, so expiry is switched on by hand.
+            acct.expire_pending -= 1
+            return ecr_error(403, "DENIED", EXPIRED_MESSAGE)
+
+        path = request.path
+        manifest = _MANIFEST_RE.match(path)
+        repo_match = manifest or _REPO_RE.match(path)
+        if repo_match is None:  # /v2/, /v2/_catalog and paths the backend will judge
+            return await self._proxy(acct, request)
+
+        name = repo_match["name"]
+        repo = await asyncio.to_thread(acct.ecr.repository, name)
+        if repo is None:
+            return ecr_error(
+                404,
+                "NAME_UNKNOWN",
+                f"The repository with name '{name}' does not exist in the registry with id '{account_id}'",
+            )
+
+        if manifest is not None and request.method == "PUT":
+            return await self._put_manifest(acct, request, name, manifest["ref"], repo)
+
+        upload = _UPLOAD_START_RE.match(path)
+        if upload is not None and request.method == "POST" and "mount" in request.query:
+            query = MultiDict(request.query)
+            source = query.get("from")
+            mount_ok = self.config.blob_mounting and source is not None
+            if mount_ok and source is not None and source != name:
+                # ECR mounts only from a repository of the same account.
+                mount_ok = await asyncio.to_thread(acct.ecr.repository, source) is not None
+            if not mount_ok:
+                # BLOB_MOUNTING off (ECR's default): an ordinary upload session starts (202).
+                query.popall("mount", None)
+                query.popall("from", None)
+                return await self._proxy(acct, request, query=urlencode(list(query.items())))
+        return await self._proxy(acct, request)
+
+    async def _put_manifest(
+        self, acct: _AccountFront, request: web.Request, name: str, ref: str, repo: dict[str, Any]
+    ) -> web.StreamResponse:
+        tag = None if ":" in ref else ref  # digests are algorithm:hex; tags cannot hold ':'
+        if tag is not None and repo.get("imageTagMutability") == "IMMUTABLE":
+            head = await self.session.head(
+                acct.backend_url.with_path(f"/v2/{name}/manifests/{tag}"),
+                headers={"Accept": ACCEPT_MANIFESTS},
+                allow_redirects=False,
+            )
+            head.release()
+            if head.status == 200:
+                # ECR refuses even an identical digest here (ECR-NOTES.md).
+                return ecr_error(
+                    400,
+                    "TAG_INVALID",
+                    f"The image tag '{tag}' already exists in the '{name}' repository and cannot "
+                    "be overwritten because the repository is immutable.",
+                )
+
+        body = await _read_limited(request, MAX_MANIFEST_BYTES)
+        if body is None:
+            return ecr_error(
+                400, "MANIFEST_INVALID", f"manifest is larger than ECR's {MAX_MANIFEST_BYTES} byte limit"
+            )
+        media_type = request.headers.get("Content-Type", "").split(";")[0].strip() or None
+        headers = _forward_headers(request.headers)
+        async with self.session.put(
+            _backend_target(acct, request),
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+        ) as upstream:
+            reply_body = await upstream.read()
+            if upstream.status != 201:
+                return _buffered_reply(acct, request, upstream, reply_body)
+            digest = upstream.headers.get("Docker-Content-Digest")
+            if not digest:
+                return ecr_error(500, "UNKNOWN", "backend registry accepted the manifest without a digest")
+            try:
+                await asyncio.to_thread(
+                    acct.ecr.put_image, name, body.decode("utf-8"), media_type, digest, tag
+                )
+            except botocore.exceptions.ClientError as exc:
+                if _error_code(exc) in ("ImageTagAlreadyExistsException",):
+                    return ecr_error(
+                        400,
+                        "TAG_INVALID",
+                        f"The image tag '{tag}' already exists in the '{name}' repository and "
+                        "cannot be overwritten because the repository is immutable.",
+                    )
+                log.exception("put_image failed")
+                return ecr_error(
+                    500,
+                    "UNKNOWN",
+                    f"sandbox front: the registry stored {digest} but registering it in ECR (moto) "
+                    f"failed: {exc}",
+                )
+            except UnicodeDecodeError:
+                return ecr_error(400, "MANIFEST_INVALID", "manifest is not UTF-8 JSON")
+            return _buffered_reply(acct, request, upstream, reply_body)
+
+    # -- streaming proxy ------------------------------------------------------------------
+    async def _proxy(
+        self, acct: _AccountFront, request: web.Request, *, query: str | None = None
+    ) -> web.StreamResponse:
+        headers = _forward_headers(request.headers)
+        data: AsyncIterator[bytes] | None = None
+        if request.body_exists:
+            # Stream the body: blobs can be GiBs. With the client's Content-Length the
+            # upstream request carries it too; without it (chunked) it goes out chunked.
+            if request.content_length is not None:
+                headers["Content-Length"] = str(request.content_length)
+            data = _iter_body(request)
+        async with self.session.request(
+            request.method,
+            _backend_target(acct, request, query=query),
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+        ) as upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            _copy_response_headers(acct, request, upstream, response)
+            if upstream.content_length is not None:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            try:
+                if request.method != "HEAD":
+                    async for chunk in upstream.content.iter_chunked(CHUNK):
+                        await response.write(chunk)
+            except aiohttp.ClientError as exc:
+                # The status line is gone already: cut the connection so the client sees a
+                # truncated body instead of a short "complete" one.
+                log.warning("backend stream broke: %s", exc)
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
+            await response.write_eof()
+            return response
+
+
+async def _iter_body(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_chunked(CHUNK):
+        yield chunk
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The whole request body, or None when it exceeds ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _backend_target(acct: _AccountFront, request: web.Request, *, query: str | None = None) -> URL:
+    # Keep the path and query exactly as the client encoded them (upload state tokens).
+    raw = request.raw_path
+    if query is not None:
+        raw = raw.partition("?")[0] + (f"?{query}" if query else "")
+    return URL(str(acct.backend_url) + raw, encoded=True)
+
+
+def _forward_headers(incoming: Any) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for key, value in incoming.items():
+        if key.lower() not in _DROP_REQUEST:
+            out.add(key, value)
+    return out
+
+
+def _copy_response_headers(
+    acct: _AccountFront, request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
+) -> None:
+    backend = str(acct.backend_url)
+    front = f"{request.scheme}://{request.host}"
+    for key, value in upstream.headers.items():
+        lower = key.lower()
+        if lower in _DROP_RESPONSE:
+            continue
+        if lower == "location" and value.startswith(backend):
+            # distribution builds absolute URLs from the Host it was called with (the
+            # backend's); clients must come back through the front.
+            value = front + value[len(backend) :]
+        if lower == "content-type":
+            response.headers[key] = value  # replace aiohttp's default, never duplicate
+        else:
+            response.headers.add(key, value)
+
+
+def _buffered_reply(
+    acct: _AccountFront, request: web.Request, upstream: aiohttp.ClientResponse, body: bytes
+) -> web.Response:
+    response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
+    _copy_response_headers(acct, request, upstream, response)
+    return response
+
+
+# -- process entry point ----------------------------------------------------------------------
+async def serve(config: FrontConfig, stop: asyncio.Event | None = None) -> None:
+    """Listen on every account's port until ``stop`` is set (or SIGTERM/SIGINT)."""
+    front = EcrFront(config)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+    runners: list[web.AppRunner] = []
+    try:
+        for acct in front.accounts:
+            runner = web.AppRunner(front.app(acct), access_log=None, handle_signals=False)
+            await runner.setup()
+            runners.append(runner)
+            site = web.TCPSite(runner, config.listen_host, acct.config.listen_port, reuse_address=True)
+            await site.start()
+            log.info(
+                "account %s on port %s -> %s",
+                acct.config.account_id,
+                acct.config.listen_port,
+                acct.config.backend,
+            )
+        await stop.wait()
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+        await front.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cloudops.sandbox.ecr_front", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--config", required=True, type=Path, help="front config JSON")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    asyncio.run(serve(load_config(args.config)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

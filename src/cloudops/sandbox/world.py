@@ -1,0 +1,377 @@
+"""Bring the sandbox's local world up and down: moto (the AWS APIs of every account), one
+distribution registry per account, and the ECR-like front (ecr_front.py) that puts ECR's
+rules in front of each registry. ``cloudops sandbox up|down|env``, ``cloudops demo`` and the
+integration tests use it.
+
+Everything lives under one ROOT directory::
+
+    ROOT/state.json          what is running (SandboxState): the only record `down` trusts
+    ROOT/pipeline.yaml       a pipeline file pointing at the local world
+    ROOT/front.json          the front's config; ROOT/front.log its log
+    ROOT/moto.log
+    ROOT/registries/<name>/  each account's registry: config.yml, registry.log, storage/
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cloudops
+from cloudops.sandbox.processes import (
+    SandboxError,
+    ServerProcess,
+    free_port,
+    start_moto,
+    start_registry,
+    stop_pid,
+    wait_for_http,
+)
+
+__all__ = [
+    "ACCOUNTS",
+    "IMAGES",
+    "REGION",
+    "SandboxState",
+    "down",
+    "env_exports",
+    "expire_token",
+    "load",
+    "reset",
+    "up",
+]
+
+ACCOUNTS = {"build": "111111111111", "qa": "222222222222", "preprod": "333333333333", "prod": "444444444444"}
+REGION = "us-west-2"
+IMAGES = ["ep/cortex", "ep/search", "ep/batch", "ep/integration", "ep/cm", "ep/activemq", "ep/data-pop-tool"]
+
+STATE_FILE = "state.json"
+FRONT_NAME = "front"
+MOTO_NAME = "moto"
+
+# What each kind of process has in its command line: `down` only signals a recorded pid
+# when it still runs that program (a pid may have been reused since `up`).
+_CMDLINE_MARKERS = {MOTO_NAME: ("moto.server",), FRONT_NAME: ("cloudops.sandbox.ecr_front",)}
+_REGISTRY_MARKERS = ("docker-registry", "registry")
+
+# Processes started by this Python process. They must be reaped with wait(): a child that
+# exited stays a zombie, which `kill -0` still sees as alive.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass
+class SandboxState:
+    """The running world, persisted as ROOT/state.json."""
+
+    root: Path
+    moto_url: str
+    registries: dict[str, str]  # account name -> "127.0.0.1:PORT" of the ECR-like FRONT
+    backends: dict[str, str]  # account name -> backend registry URL (no ECR rules)
+    pids: dict[str, int]  # "moto", "registry-<name>", "front" -> pid
+    pipeline: Path
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "root": str(self.root),
+                "moto_url": self.moto_url,
+                "registries": self.registries,
+                "backends": self.backends,
+                "pids": self.pids,
+                "pipeline": str(self.pipeline),
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SandboxState:
+        doc = json.loads(text)
+        return cls(
+            root=Path(doc["root"]),
+            moto_url=str(doc["moto_url"]),
+            registries={str(k): str(v) for k, v in doc["registries"].items()},
+            backends={str(k): str(v) for k, v in doc["backends"].items()},
+            pids={str(k): int(v) for k, v in doc["pids"].items()},
+            pipeline=Path(doc["pipeline"]),
+        )
+
+    def account_id(self, account: str) -> str:
+        """The account id of an account name ("qa") or id."""
+        if account in ACCOUNTS:
+            return ACCOUNTS[account]
+        if account in ACCOUNTS.values():
+            return account
+        raise SandboxError(f"unknown sandbox account {account!r}", hint=f"use one of {', '.join(ACCOUNTS)}")
+
+    def account_name(self, account: str) -> str:
+        account_id = self.account_id(account)
+        return next(name for name, acct in ACCOUNTS.items() if acct == account_id)
+
+
+def load(root: Path) -> SandboxState | None:
+    path = root / STATE_FILE
+    if not path.exists():
+        return None
+    return SandboxState.from_json(path.read_text())
+
+
+def _write_state(state: SandboxState) -> None:
+    path = state.root / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(state.to_json() + "\n")
+    tmp.replace(path)  # atomic: a reader never sees half a state
+
+
+def _cmdline(pid: int) -> str | None:
+    """The process's command line, "" where /proc is unavailable, None when it is gone."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return ""
+    try:
+        raw = (proc / str(pid) / "cmdline").read_bytes()
+        status = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    if status.rpartition(")")[2].split()[:1] == ["Z"]:
+        return None  # a zombie has exited; only its exit status waits to be collected
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _is_ours(name: str, pid: int) -> bool:
+    """True when ``pid`` is alive and still runs the program recorded under ``name``."""
+    popen = _CHILDREN.get(pid)
+    if popen is not None and popen.poll() is not None:
+        return False
+    cmdline = _cmdline(pid)
+    if cmdline is None:
+        return False
+    if cmdline == "":
+        return True  # no /proc: trust the pid
+    markers = _CMDLINE_MARKERS.get(name, _REGISTRY_MARKERS)
+    return any(marker in cmdline for marker in markers)
+
+
+def _stop(pid: int) -> None:
+    popen = _CHILDREN.pop(pid, None)
+    if popen is None:
+        stop_pid(pid)
+        return
+    popen.terminate()
+    try:
+        popen.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
+
+
+def _remember(server: ServerProcess) -> None:
+    if server.popen is not None:
+        _CHILDREN[server.pid] = server.popen
+
+
+def up(root: Path, *, detach: bool = True) -> SandboxState:
+    """Start the world under ``root`` (idempotent: a world whose processes all live is
+    returned unchanged). With ``detach`` the processes get their own session and outlive
+    this process; `down` stops them later by the pids in ROOT/state.json."""
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    existing = load(root)
+    if existing is not None:
+        if all(_is_ours(name, pid) for name, pid in existing.pids.items()):
+            return existing
+        down(root)  # half a world: clear what is left and start afresh
+
+    started: list[ServerProcess] = []
+    try:
+        # moto takes the longest to start; registries start alongside it.
+        with ThreadPoolExecutor(max_workers=len(ACCOUNTS) + 1) as pool:
+            moto_future = pool.submit(start_moto, root, detach=detach)
+            registry_futures: dict[str, Future[ServerProcess]] = {
+                name: pool.submit(start_registry, root / "registries" / name, detach=detach)
+                for name in ACCOUNTS
+            }
+            errors: list[BaseException] = []
+            for future in [moto_future, *registry_futures.values()]:
+                try:
+                    server = future.result()
+                except BaseException as exc:
+                    errors.append(exc)
+                else:
+                    _remember(server)
+                    started.append(server)
+            if errors:
+                raise errors[0]
+        moto = moto_future.result()
+        backends = {name: future.result().url for name, future in registry_futures.items()}
+
+        ports = _free_ports(len(ACCOUNTS))
+        front_config = {
+            "moto_url": moto.url,
+            "region": REGION,
+            "blob_mounting": False,
+            "accounts": [
+                {"account_id": ACCOUNTS[name], "listen_port": port, "backend": backends[name]}
+                for name, port in zip(ACCOUNTS, ports, strict=True)
+            ],
+        }
+        (root / "front.json").write_text(json.dumps(front_config, indent=2) + "\n")
+        front = _start_front(root, detach=detach)
+        _remember(front)
+        started.append(front)
+        for port in ports:
+            wait_for_http(f"http://127.0.0.1:{port}/_sandbox/health", timeout=30, process=front.popen)
+    except BaseException:
+        for server in reversed(started):
+            _stop(server.pid)
+        raise
+
+    state = SandboxState(
+        root=root,
+        moto_url=moto.url,
+        registries={name: f"127.0.0.1:{port}" for name, port in zip(ACCOUNTS, ports, strict=True)},
+        backends=backends,
+        pids={
+            MOTO_NAME: moto.pid,
+            **{f"registry-{name}": registry_futures[name].result().pid for name in ACCOUNTS},
+            FRONT_NAME: front.pid,
+        },
+        pipeline=root / "pipeline.yaml",
+    )
+    state.pipeline.write_text(pipeline_yaml(state))
+    _write_state(state)
+    return state
+
+
+def _free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _start_front(root: Path, *, detach: bool) -> ServerProcess:
+    # The front must not inherit the caller's AWS settings (a profile it cannot read, an
+    # endpoint): it talks to moto with explicit keys only.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+    src = str(Path(cloudops.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+    log = open(root / "front.log", "ab")  # noqa: SIM115 - handed to the child
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "cloudops.sandbox.ecr_front", "--config", str(root / "front.json")],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=detach,
+    )
+    log.close()
+    return ServerProcess(FRONT_NAME, "", popen.pid, popen)
+
+
+def down(root: Path) -> list[str]:
+    """Stop exactly the processes recorded in ROOT/state.json (front first, moto last),
+    remove state.json and return the names of those that were running."""
+    root = root.resolve()
+    state = load(root)
+    if state is None:
+        return []
+    order = sorted(state.pids, key=lambda n: (n != FRONT_NAME, n == MOTO_NAME, n))
+    stopped: list[str] = []
+    for name in order:
+        pid = state.pids[name]
+        if _is_ours(name, pid):
+            _stop(pid)
+            stopped.append(name)
+        else:
+            _CHILDREN.pop(pid, None)
+    (root / STATE_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def env_exports(state: SandboxState) -> dict[str, str]:
+    """Environment for tools (cloudops, aws CLI, boto3) to use the sandbox."""
+    return {
+        "AWS_ENDPOINT_URL": state.moto_url,
+        "AWS_ACCESS_KEY_ID": "sandbox",
+        "AWS_SECRET_ACCESS_KEY": "sandbox",
+        "AWS_DEFAULT_REGION": REGION,
+        "CLOUDOPS_PIPELINE": str(state.pipeline),
+        "CLOUDOPS_SANDBOX": str(state.root),
+    }
+
+
+def _post(url: str) -> bytes:
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body: bytes = response.read()
+            return body
+    except (urllib.error.URLError, OSError) as exc:
+        raise SandboxError(
+            f"sandbox server at {url} did not answer: {exc}", hint="is the sandbox up? (cloudops sandbox up)"
+        ) from exc
+
+
+def expire_token(state: SandboxState, account: str, count: int = 1) -> None:
+    """Make the next ``count`` authenticated registry requests of ``account`` (name or id)
+    answer 403 DENIED "token expired", as ECR does once a 12-hour token runs out."""
+    name = state.account_name(account)
+    _post(f"http://{state.registries[name]}/_sandbox/expire-token?count={int(count)}")
+
+
+def reset(state: SandboxState) -> None:
+    """Empty the world between test cases: all of moto's state (every account), every
+    registry's storage, and the front's caches. The processes and ports stay the same.
+
+    The registries are wiped in place: distribution (with no cache configured, as
+    processes.start_registry writes it) reads its filesystem storage on every request, so
+    removing the storage directory empties it without a restart."""
+    _post(f"{state.moto_url}/moto-api/reset")
+    for name in state.backends:
+        shutil.rmtree(state.root / "registries" / name / "storage", ignore_errors=True)
+    for front in state.registries.values():
+        _post(f"http://{front}/_sandbox/flush")
+
+
+def pipeline_yaml(state: SandboxState) -> str:
+    """The pipeline file of the sandbox, pointing at moto and the fronts."""
+    lines = [
+        "# Written by `cloudops sandbox up`: the embedded local world (moto + one registry per account).",
+        "accounts:",
+    ]
+    for name, account_id in ACCOUNTS.items():
+        builds = " builds_images: true," if name == "build" else ""
+        lines.append(
+            f'  {name + ":":<9}{{account_id: "{account_id}", region: {REGION},{builds} '
+            f"bucket: ep-cloudops-{account_id}, "
+            f'credentials: {{role_arn: "arn:aws:iam::{account_id}:role/cloudops"}}}}'
+        )
+    registries = ", ".join(f'{name}: "{state.registries[name]}"' for name in ACCOUNTS)
+    lines += [
+        f"stages: [{', '.join(ACCOUNTS)}]",
+        f"images: [{', '.join(IMAGES)}]",
+        "deployment_package: {key: deployment-package/ext-deployment-package.zip}",
+        "config_root: config",
+        "source_repositories: {account: build, names: [cloudcore-for-aws, docker]}",
+        "endpoints:",
+        f'  aws: "{state.moto_url}"',
+        f"  registries: {{{registries}}}",
+        "  insecure_registries: true",
+    ]
+    return "\n".join(lines) + "\n"

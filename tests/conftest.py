@@ -1,0 +1,64 @@
+"""Shared fixtures: real distribution registries on free loopback ports."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+import pytest
+from hypothesis import HealthCheck, settings
+
+# CI machines are small and busy: judge properties by examples, never by wall time.
+settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
+
+from cloudops.sandbox.processes import ServerProcess, start_registry
+
+
+@dataclass
+class Registry:
+    process: ServerProcess
+    root: Path
+    auth: tuple[str, str] | None = None
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    @property
+    def host(self) -> str:
+        return self.process.url.split("://", 1)[1]
+
+
+@pytest.fixture
+def make_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    started: list[Registry] = []
+
+    def make(*, auth: tuple[str, str] | None = None) -> Registry:
+        root = tmp_path_factory.mktemp("registry")
+        htpasswd = None
+        if auth is not None:
+            htpasswd = root / "htpasswd"
+            hashed = bcrypt.hashpw(auth[1].encode(), bcrypt.gensalt(rounds=4)).decode()
+            htpasswd.write_text(f"{auth[0]}:{hashed}\n")
+        registry = Registry(start_registry(root, htpasswd=htpasswd), root, auth)
+        started.append(registry)
+        return registry
+
+    yield make
+    for registry in started:
+        registry.process.stop()
+        shutil.rmtree(registry.root, ignore_errors=True)
+
+
+@pytest.fixture
+def registry(make_registry) -> Registry:  # type: ignore[no-untyped-def]
+    return make_registry()
+
+
+@pytest.fixture
+def registry2(make_registry) -> Registry:  # type: ignore[no-untyped-def]
+    return make_registry()
