@@ -7,6 +7,10 @@ import click
 
 from cloudops import __version__
 from cloudops.cli.commands import copy as copy_cmd
+from cloudops.cli.commands import history as history_cmd
+from cloudops.cli.commands import init as init_cmd
+from cloudops.cli.commands import promote as promote_cmd
+from cloudops.cli.commands import sandbox as sandbox_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,6 +26,11 @@ def cli() -> None:
 
 
 cli.add_command(copy_cmd.copy)
+cli.add_command(init_cmd.init)
+cli.add_command(promote_cmd.promote)
+cli.add_command(history_cmd.history)
+cli.add_command(sandbox_cmd.sandbox)
+cli.add_command(sandbox_cmd.demo)
 
 
 def main() -> None:

@@ -17,6 +17,9 @@ from cloudops.cli import exit_codes
 from cloudops.errors import CloudopsError
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+if not stderr.is_terminal:
+    # Logs (Jenkins) are read in a browser: do not squeeze tables into 80 columns.
+    stderr.width = max(stderr.width, 140)
 
 
 def emit_json(document: Any) -> None:

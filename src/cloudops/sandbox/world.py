@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -131,7 +132,8 @@ def _write_state(state: SandboxState) -> None:
 
 
 def _cmdline(pid: int) -> str | None:
-    """The process's command line, "" where /proc is unavailable, None when it is gone."""
+    """The process's command line, or None when it is gone (or a zombie). Without /proc
+    (not Linux) only liveness can be told: "" stands for "alive, command unknown"."""
     proc = Path("/proc")
     if not proc.is_dir():
         try:
@@ -141,14 +143,19 @@ def _cmdline(pid: int) -> str | None:
         except PermissionError:
             pass
         return ""
-    try:
-        raw = (proc / str(pid) / "cmdline").read_bytes()
-        status = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    if status.rpartition(")")[2].split()[:1] == ["Z"]:
-        return None  # a zombie has exited; only its exit status waits to be collected
-    return raw.replace(b"\0", b" ").decode(errors="replace")
+    for _ in range(20):
+        try:
+            raw = (proc / str(pid) / "cmdline").read_bytes()
+            status = (proc / str(pid) / "stat").read_text()
+        except OSError:
+            return None
+        if status.rpartition(")")[2].split()[:1] == ["Z"]:
+            return None  # a zombie has exited; only its exit status waits to be collected
+        if raw:
+            return raw.replace(b"\0", b" ").decode(errors="replace")
+        # Empty while a process is in the middle of exec: look again shortly.
+        time.sleep(0.025)
+    return None
 
 
 def _is_ours(name: str, pid: int) -> bool:

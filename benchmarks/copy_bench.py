@@ -1,0 +1,585 @@
+#!/usr/bin/env python3
+"""cloudops copy vs skopeo: bulk copy and no-op re-copy of a release, peak memory.
+
+Starts a source registry (Debian's docker-registry), builds a release of 8 images x 6
+layers (2 base layers shared by all, 4 unique each; random, incompressible bytes) with the
+test suite's independent pusher, then per round:
+
+* bulk: a FRESH destination registry per tool; `cloudops copy --batch FILE -q --json` (one
+  process, every image) against `skopeo copy --all --preserve-digests` once per image,
+  one after the other (what a Jenkins job does);
+* no-op: both again, against the destination they just filled.
+
+Every copy is verified by reading the destination back with plain httpx (tag digest equals
+the source digest, every blob present): a benchmark that copies wrongly fails, exit 1.
+
+skopeo keeps a BoltDB blob-info cache (as root /var/lib/containers/cache, which no flag
+moves). It is pointed at a new empty directory each round, shared by the images of that
+round, so later rounds are not turned into mounts by earlier ones. See README.md here.
+
+    python benchmarks/copy_bench.py                       # full run, 3 rounds
+    python benchmarks/copy_bench.py --scale 0.1 --rounds 1  # smoke run, ~30 s
+    python benchmarks/copy_bench.py --big-layer           # + a 1 GiB layer, cloudops alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+from tests.support.images import (  # noqa: E402
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_MANIFEST,
+    Blob,
+    Pusher,
+    TestImage,
+    make_image,
+    random_layer,
+)
+
+from cloudops.sandbox.processes import ServerProcess, start_registry  # noqa: E402
+
+MiB = 1024 * 1024
+TAG = "v1.0"
+BASE_LAYER_MIB = (24.0, 12.0)  # shared by every image
+UNIQUE_LAYER_MIB = (14.0, 8.0, 5.0, 2.0)  # per image, each jittered by +-20 %
+BULK_TARGET = 1.3  # skopeo / cloudops, at least
+NOOP_TARGET = 1.0
+RSS_TARGET_MIB = 150.0
+SKOPEO_CACHE_FILE = Path("containers/cache/blob-info-cache-v1.boltdb")
+
+
+class BenchError(Exception):
+    """The benchmark could not measure, or a tool copied wrongly."""
+
+
+# -- the release ------------------------------------------------------------------------
+
+
+@dataclass
+class ReleaseImage:
+    repository: str
+    image: TestImage
+
+
+@dataclass
+class Release:
+    images: list[ReleaseImage]
+
+    def unique_blobs(self) -> dict[str, int]:
+        blobs: dict[str, int] = {}
+        for item in self.images:
+            for blob in item.image.all_blobs():
+                blobs[blob.digest] = len(blob.data)
+        return blobs
+
+    @property
+    def unique_bytes(self) -> int:
+        return sum(self.unique_blobs().values())
+
+
+def build_release(images: int, scale: float, seed: int) -> Release:
+    rng = random.Random(seed)
+
+    def size(mib: float, jitter: bool) -> int:
+        factor = rng.uniform(0.8, 1.2) if jitter else 1.0
+        return max(1024, int(mib * MiB * scale * factor))
+
+    base = [random_layer(size(m, False)) for m in BASE_LAYER_MIB]
+    release = []
+    for number in range(images):
+        unique = [random_layer(size(m, True)) for m in UNIQUE_LAYER_MIB]
+        image = make_image([*base, *unique], label=f"svc-{number}")
+        release.append(ReleaseImage(f"release/svc-{number}", image))
+    return Release(release)
+
+
+# -- measuring one process --------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    argv: list[str]
+    seconds: float
+    max_rss_kib: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def check(self) -> Run:
+        if self.returncode != 0:
+            raise BenchError(
+                f"{' '.join(self.argv)} exited {self.returncode}\n{self.stderr[-4000:]}{self.stdout[-2000:]}"
+            )
+        return self
+
+
+def run_measured(argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Run:
+    """Run one process; wall seconds and its own peak RSS (os.wait4's rusage of that child)."""
+    out_path, err_path = workdir / "last.stdout", workdir / "last.stderr"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(list(argv), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Run(
+        list(argv),
+        seconds,
+        usage.ru_maxrss,  # KiB on Linux
+        process.returncode,
+        out_path.read_text(errors="replace"),
+        err_path.read_text(errors="replace"),
+    )
+
+
+def cloudops_command() -> list[str]:
+    script = Path(sys.executable).parent / "cloudops"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cloudops"]
+
+
+def host_of(server: ServerProcess) -> str:
+    return server.url.split("://", 1)[1]
+
+
+# -- the two tools ----------------------------------------------------------------------
+
+
+@dataclass
+class ToolRun:
+    seconds: float
+    max_rss_kib: int
+    processes: int
+    report: dict[str, object] = field(default_factory=dict)
+
+
+def run_cloudops(
+    release: Release, src: ServerProcess, dst: ServerProcess, workdir: Path, concurrency: int
+) -> ToolRun:
+    batch = workdir / "batch.txt"
+    batch.write_text(
+        "".join(
+            f"{host_of(src)}/{i.repository}:{TAG} {host_of(dst)}/{i.repository}:{TAG}\n"
+            for i in release.images
+        )
+    )
+    argv = [
+        *cloudops_command(),
+        "copy",
+        "--batch",
+        str(batch),
+        "-q",
+        "--json",
+        "--insecure-registry",
+        host_of(src),
+        "--insecure-registry",
+        host_of(dst),
+        "--concurrency",
+        str(concurrency),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDOPS_")}
+    run = run_measured(argv, workdir, env).check()
+    try:
+        report = json.loads(run.stdout)
+    except ValueError:
+        raise BenchError(
+            f"cloudops printed no JSON report:\n{run.stdout[-2000:]}{run.stderr[-2000:]}"
+        ) from None
+    return ToolRun(run.seconds, run.max_rss_kib, 1, report)
+
+
+def skopeo_env(cache_home: Path) -> dict[str, str]:
+    """skopeo 1.9 (containers/image) puts its blob-info cache in
+    /var/lib/containers/cache when the effective uid is 0, else under $XDG_DATA_HOME.
+    No flag moves it; `_CONTAINERS_ROOTLESS_UID` (read by containers/storage's
+    GetRootlessUID) makes a root process take the $XDG_DATA_HOME branch."""
+    env = dict(os.environ)
+    env["XDG_DATA_HOME"] = str(cache_home)
+    if os.geteuid() == 0:
+        env["_CONTAINERS_ROOTLESS_UID"] = "65534"
+    return env
+
+
+def run_skopeo(
+    release: Release, src: ServerProcess, dst: ServerProcess, workdir: Path, cache_home: Path
+) -> ToolRun:
+    env = skopeo_env(cache_home)
+    seconds, peak = 0.0, 0
+    started = time.perf_counter()
+    for item in release.images:
+        argv = [
+            "skopeo",
+            "copy",
+            "-q",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            f"docker://{host_of(src)}/{item.repository}:{TAG}",
+            f"docker://{host_of(dst)}/{item.repository}:{TAG}",
+        ]
+        run = run_measured(argv, workdir, env).check()
+        peak = max(peak, run.max_rss_kib)
+    seconds = time.perf_counter() - started
+    if not (cache_home / SKOPEO_CACHE_FILE).exists():
+        raise BenchError(
+            f"skopeo did not use the fresh blob-info cache under {cache_home}: "
+            "the comparison would not be fair (did containers/image change how it finds it?)"
+        )
+    return ToolRun(seconds, peak, len(release.images))
+
+
+# -- verification -----------------------------------------------------------------------
+
+
+def verify_destination(release: Release, dst: ServerProcess, who: str) -> None:
+    reader = Pusher(dst.url)
+    try:
+        for item in release.images:
+            digest = reader.manifest_digest(item.repository, TAG)
+            if digest != item.image.digest:
+                raise BenchError(
+                    f"{who}: {item.repository}:{TAG} at the destination is {digest}, "
+                    f"source is {item.image.digest}"
+                )
+            for blob in item.image.all_blobs():
+                if not reader.blob_exists(item.repository, blob.digest):
+                    raise BenchError(f"{who}: blob {blob.digest[:19]} missing in {item.repository}")
+    finally:
+        reader.client.close()
+
+
+def verify_cloudops_report(report: dict[str, object], release: Release, *, noop: bool) -> None:
+    images = report.get("images")
+    if report.get("ok") is not True or not isinstance(images, list) or len(images) != len(release.images):
+        raise BenchError(f"cloudops report is not a success for every image: {json.dumps(report)[:2000]}")
+    wanted = "up-to-date" if noop else "copied"
+    statuses = {str(i.get("status")) for i in images if isinstance(i, dict)}
+    if statuses != {wanted}:
+        raise BenchError(f"cloudops image statuses {sorted(statuses)}, expected only {wanted!r}")
+    if noop and report.get("bytes_uploaded") != 0:
+        raise BenchError(f"cloudops no-op re-copy uploaded {report.get('bytes_uploaded')} bytes")
+
+
+# -- the big layer ----------------------------------------------------------------------
+
+
+def push_big_image(src: ServerProcess, workdir: Path, size: int) -> tuple[str, str]:
+    """A one-layer image whose layer is streamed from disk (never held in memory here)."""
+    path = workdir / "big-layer.bin"
+    hasher = hashlib.sha256()
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 8 * MiB))
+            hasher.update(chunk)
+            out.write(chunk)
+            left -= len(chunk)
+    layer_digest = "sha256:" + hasher.hexdigest()
+    repository = "release/big"
+    config = Blob(
+        json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+            },
+            sort_keys=True,
+        ).encode(),
+        DOCKER_CONFIG,
+    )
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": config.descriptor(),
+            "layers": [{"mediaType": DOCKER_LAYER, "digest": layer_digest, "size": size}],
+        },
+        indent=3,
+    ).encode()
+
+    def chunks() -> Iterator[bytes]:
+        with open(path, "rb") as data:
+            while chunk := data.read(MiB):
+                yield chunk
+
+    pusher = Pusher(src.url)
+    try:
+        pusher.push_blob(repository, config)
+        started = pusher.client.post(f"/v2/{repository}/blobs/uploads/")
+        if started.status_code != 202:
+            raise BenchError(f"source registry refused an upload: {started.status_code}")
+        url = httpx.URL(started.headers["location"]).copy_merge_params({"digest": layer_digest})
+        done = pusher.client.put(
+            url,
+            content=chunks(),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            timeout=600,
+        )
+        if done.status_code != 201:
+            raise BenchError(f"source registry refused the big layer: {done.status_code} {done.text[:500]}")
+        pusher.push_manifest(repository, TAG, manifest, DOCKER_MANIFEST)
+    finally:
+        pusher.client.close()
+    path.unlink()
+    return repository, "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def bench_big_layer(src: ServerProcess, workdir: Path, size: int, concurrency: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    repository, digest = push_big_image(src, workdir, size)
+    print(f"big layer: {size / MiB:.0f} MiB pushed to the source in {time.perf_counter() - started:.1f}s")
+    dst = start_registry(workdir / "big-dst")
+    try:
+        argv = [
+            *cloudops_command(),
+            "copy",
+            f"{host_of(src)}/{repository}:{TAG}",
+            f"{host_of(dst)}/{repository}:{TAG}",
+            "-q",
+            "--json",
+            "--insecure-registry",
+            host_of(src),
+            "--insecure-registry",
+            host_of(dst),
+            "--concurrency",
+            str(concurrency),
+        ]
+        run = run_measured(argv, workdir).check()
+        reader = Pusher(dst.url)
+        try:
+            got = reader.manifest_digest(repository, TAG)
+        finally:
+            reader.client.close()
+        if got != digest:
+            raise BenchError(f"big layer image: destination has {got}, source {digest}")
+    finally:
+        dst.stop()
+        shutil.rmtree(workdir / "big-dst", ignore_errors=True)
+    return run.seconds, run.max_rss_kib
+
+
+# -- the rounds -------------------------------------------------------------------------
+
+
+@dataclass
+class RoundFigures:
+    bulk: dict[str, ToolRun] = field(default_factory=dict)
+    noop: dict[str, ToolRun] = field(default_factory=dict)
+
+
+def one_round(
+    number: int, release: Release, src: ServerProcess, workdir: Path, concurrency: int
+) -> RoundFigures:
+    here = workdir / f"round-{number}"
+    here.mkdir()
+    figures = RoundFigures()
+    servers = {
+        "cloudops": start_registry(here / "dst-cloudops"),
+        "skopeo": start_registry(here / "dst-skopeo"),
+    }
+    cache_home = here / "skopeo-data"  # fresh blob-info cache, shared by this round's images
+    # Alternate who goes first, so a drifting machine does not always favour one tool.
+    order = ["cloudops", "skopeo"] if number % 2 else ["skopeo", "cloudops"]
+
+    def run(tool: str) -> ToolRun:
+        if tool == "cloudops":
+            return run_cloudops(release, src, servers[tool], here, concurrency)
+        return run_skopeo(release, src, servers[tool], here, cache_home)
+
+    try:
+        for tool in order:
+            figures.bulk[tool] = run(tool)
+            verify_destination(release, servers[tool], f"{tool} bulk copy, round {number}")
+        verify_cloudops_report(figures.bulk["cloudops"].report, release, noop=False)
+        for tool in order:
+            figures.noop[tool] = run(tool)
+            verify_destination(release, servers[tool], f"{tool} no-op re-copy, round {number}")
+        verify_cloudops_report(figures.noop["cloudops"].report, release, noop=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(here, ignore_errors=True)
+    return figures
+
+
+# -- output -----------------------------------------------------------------------------
+
+
+def uploaded_bytes(report: dict[str, object]) -> int:
+    value = report.get("bytes_uploaded")
+    return value if isinstance(value, int) else 0
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
+def summary(name: str, rounds: list[dict[str, ToolRun]], target: float) -> tuple[list[str], str, bool]:
+    ours = [r["cloudops"].seconds for r in rounds]
+    theirs = [r["skopeo"].seconds for r in rounds]
+    paired = [s / c for c, s in zip(ours, theirs, strict=True)]
+    ratio = statistics.median(theirs) / statistics.median(ours)
+    row = [
+        name,
+        f"{min(ours):.2f}s / {statistics.median(ours):.2f}s",
+        f"{min(theirs):.2f}s / {statistics.median(theirs):.2f}s",
+        f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f})",
+        f">= {target:.1f}x",
+    ]
+    met = ratio >= target
+    line = (
+        f"{name}: cloudops {statistics.median(ours):.2f}s vs skopeo {statistics.median(theirs):.2f}s "
+        f"-> {ratio:.2f}x (target >= {target:.1f}x: {'met' if met else 'MISSED'})"
+    )
+    return row, line, met
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for number, row in enumerate(rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if number == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def tool_versions() -> str:
+    try:
+        skopeo = subprocess.run(["skopeo", "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise BenchError(f"skopeo is not usable: {exc}") from None
+    return skopeo.stdout.strip()
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of bulk + no-op (default 3)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="layer size factor; 1.0 is ~280 MB unique, 0.1 a smoke run"
+    )
+    parser.add_argument("--images", type=int, default=8, help="images in the release (default 8)")
+    parser.add_argument("--concurrency", type=int, default=8, help="cloudops --concurrency (default 8)")
+    parser.add_argument(
+        "--big-layer", action="store_true", help="also copy a one-layer image, cloudops alone"
+    )
+    parser.add_argument("--big-layer-mib", type=int, default=1024, help="its size (default 1024 MiB)")
+    parser.add_argument("--seed", type=int, default=1, help="seed for the layer sizes")
+    parser.add_argument("--workdir", type=Path, help="where registries store data (default: a new temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--check", action="store_true", help="exit 4 when a target is missed")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.images < 1 or args.scale <= 0 or args.big_layer_mib < 1:
+        parser.error("--rounds, --images, --scale and --big-layer-mib must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("skopeo") is None:
+        print("copy_bench: skopeo is not installed (make sysdeps installs it)", file=sys.stderr)
+        return 2
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="cloudops-bench-", dir=args.workdir))
+    src: ServerProcess | None = None
+    try:
+        print(f"{tool_versions()}; cloudops {' '.join(cloudops_command())}; {os.cpu_count()} CPUs")
+        started = time.perf_counter()
+        release = build_release(args.images, args.scale, args.seed)
+        src = start_registry(workdir / "src")
+        pusher = Pusher(src.url)
+        try:
+            for item in release.images:
+                pusher.push(item.repository, TAG, item.image)
+        finally:
+            pusher.client.close()
+        blobs = release.unique_blobs()
+        print(
+            f"release: {len(release.images)} images x {len(UNIQUE_LAYER_MIB) + len(BASE_LAYER_MIB)} layers "
+            f"({len(BASE_LAYER_MIB)} shared), {len(blobs)} unique blobs, "
+            f"{release.unique_bytes / 1e6:.0f} MB unique; "
+            f"built and pushed in {time.perf_counter() - started:.1f}s"
+        )
+
+        rounds: list[RoundFigures] = []
+        for number in range(1, args.rounds + 1):
+            figures = one_round(number, release, src, workdir, args.concurrency)
+            rounds.append(figures)
+            b, n = figures.bulk, figures.noop
+            print(
+                f"round {number}: bulk cloudops {b['cloudops'].seconds:.2f}s "
+                f"(RSS {mib(b['cloudops'].max_rss_kib)}, "
+                f"{uploaded_bytes(b['cloudops'].report) / 1e6:.0f} MB uploaded)"
+                f" skopeo {b['skopeo'].seconds:.2f}s | no-op cloudops {n['cloudops'].seconds:.2f}s "
+                f"(RSS {mib(n['cloudops'].max_rss_kib)}) skopeo {n['skopeo'].seconds:.2f}s",
+                flush=True,
+            )
+        del release  # the layers, before measuring the big one
+
+        rows = [["", "cloudops min / median", "skopeo min / median", "skopeo/cloudops per round", "target"]]
+        bulk_row, bulk_line, bulk_met = summary("bulk copy", [r.bulk for r in rounds], BULK_TARGET)
+        noop_row, noop_line, noop_met = summary("no-op re-copy", [r.noop for r in rounds], NOOP_TARGET)
+        rows += [bulk_row, noop_row]
+        peak = max(max(r.bulk["cloudops"].max_rss_kib, r.noop["cloudops"].max_rss_kib) for r in rounds)
+        skopeo_peak = max(max(r.bulk["skopeo"].max_rss_kib, r.noop["skopeo"].max_rss_kib) for r in rounds)
+        rss_met = peak / 1024 < RSS_TARGET_MIB
+        lines = [
+            bulk_line,
+            noop_line,
+            f"peak RSS: cloudops {mib(peak)} (one process, whole batch; target < {RSS_TARGET_MIB:.0f} MiB: "
+            f"{'met' if rss_met else 'MISSED'}), skopeo {mib(skopeo_peak)} (largest single image run)",
+        ]
+        if args.big_layer:
+            size = args.big_layer_mib * MiB
+            seconds, rss = bench_big_layer(src, workdir, size, args.concurrency)
+            big_met = rss / 1024 < RSS_TARGET_MIB
+            rss_met = rss_met and big_met
+            lines.append(
+                f"big layer: cloudops {size / MiB:.0f} MiB in {seconds:.2f}s "
+                f"({size / MiB / seconds:.0f} MiB/s), peak RSS {mib(rss)} "
+                f"(target < {RSS_TARGET_MIB:.0f} MiB: {'met' if big_met else 'MISSED'})"
+            )
+        print()
+        print_table(rows)
+        print()
+        for line in lines:
+            print(line)
+        return 4 if args.check and not (bulk_met and noop_met and rss_met) else 0
+    except BenchError as error:
+        print(f"copy_bench: FAILED: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if src is not None:
+            src.stop()
+        if args.keep:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""AWS: one boto3 session per account, the account guard, ECR, S3."""

@@ -1,0 +1,131 @@
+"""`cloudops sandbox up|down|env` and `cloudops demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from pathlib import Path
+
+import click
+
+from cloudops.cli.output import emit_json, handles_errors, stderr
+
+
+def sandbox_root() -> Path:
+    return Path(os.environ.get("CLOUDOPS_SANDBOX") or ".sandbox").resolve()
+
+
+@click.group()
+def sandbox() -> None:
+    """The embedded local world: moto (every AWS account) and one ECR-like registry per
+    account. Its state lives in $CLOUDOPS_SANDBOX (default ./.sandbox)."""
+
+
+@sandbox.command("up")
+@click.option("--json", "as_json", is_flag=True, help="Print the sandbox's addresses as JSON.")
+@handles_errors
+def sandbox_up(as_json: bool) -> None:
+    """Start the sandbox (or reuse the running one) and write its pipeline.yaml."""
+    from cloudops.sandbox import world
+
+    state = world.up(sandbox_root())
+    if as_json:
+        emit_json({"root": str(state.root), "moto": state.moto_url, "registries": state.registries,
+                   "pipeline": str(state.pipeline)})
+        return
+    stderr.print(f"sandbox up in {state.root}: AWS API {state.moto_url}")
+    for name, host in state.registries.items():
+        stderr.print(f"  {name:8} registry {host}")
+    stderr.print(f"pipeline: {state.pipeline}\nuse it:   eval \"$(cloudops sandbox env)\"\nstop it:  cloudops sandbox down")
+
+
+@sandbox.command("down")
+@handles_errors
+def sandbox_down() -> None:
+    """Stop exactly what `sandbox up` started."""
+    from cloudops.sandbox import world
+
+    stopped = world.down(sandbox_root())
+    stderr.print(f"stopped: {', '.join(stopped)}" if stopped else "no sandbox was running")
+
+
+@sandbox.command("env")
+@handles_errors
+def sandbox_env() -> None:
+    """Print `export` lines that point cloudops and the AWS CLI at the sandbox."""
+    from cloudops.sandbox import world
+
+    state = world.load(sandbox_root())
+    if state is None:
+        raise click.ClickException("no sandbox is running here: run `cloudops sandbox up` first")
+    for key, value in world.env_exports(state).items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@click.command()
+@click.option("--tag", default="8.5.0", show_default=True, help="Version tag of the synthetic images.")
+@click.option("--scale", type=click.FloatRange(0.01, 64), default=1.0, show_default=True,
+              help="Size multiplier of the synthetic layers (1 = a few MiB each).")
+@handles_errors
+def demo(tag: str, scale: float) -> None:
+    """Bring the sandbox up, publish synthetic Elastic Path images into the build account,
+    initialize every account, promote build -> qa -> preprod -> prod by digest, and print
+    the history. The sandbox keeps running afterwards."""
+    from cloudops.cli.commands.history import print_history
+    from cloudops.cli.progress import CopyProgressDisplay
+    from cloudops.pipeline.context import PipelineContext
+    from cloudops.pipeline.init import init_account
+    from cloudops.pipeline.model import load_pipeline
+    from cloudops.pipeline.promote import ImageSpec, promote_images
+    from cloudops.registry import RegistryPool
+    from cloudops.sandbox import world
+    from cloudops.sandbox.seed import publish_image
+
+    stderr.rule("[bold]cloudops demo: the embedded sandbox")
+    state = world.up(sandbox_root())
+    os.environ.update(world.env_exports(state))
+    context = PipelineContext(load_pipeline(state.pipeline))
+    pipeline = context.pipeline
+    stderr.print(f"sandbox: AWS API {state.moto_url}; registries {', '.join(state.registries.values())}")
+
+    stderr.rule("1. initialize every account (its own ECR repositories and bucket)")
+    for name in pipeline.stages:
+        report = init_account(context, name)
+        stderr.print(f"  {name:8} {report.account_id}: "
+                     f"{'initialized' if report.changed else 'already initialized, nothing changed'}")
+
+    stderr.rule(f"2. publish {len(pipeline.images)} images :{tag} into the build account")
+    build = pipeline.build_account
+
+    async def publish() -> dict[str, str]:
+        async with RegistryPool(context.keychain(build), context.transport_settings()) as pool:
+            writer = pool.writer(context.checked_registry_host(build))
+            digests = await asyncio.gather(*(publish_image(writer, r, tag, scale=scale) for r in pipeline.images))
+            return dict(zip(pipeline.images, digests, strict=True))
+
+    for repo, digest in asyncio.run(publish()).items():
+        stderr.print(f"  {repo}:{tag} {digest[:19]}")
+
+    stderr.rule("3. promote by digest through every stage")
+    images = [ImageSpec(r, tag) for r in pipeline.images]
+    failed = False
+    for stage in pipeline.stages[1:]:
+        with CopyProgressDisplay(f"{pipeline.previous_stage(stage)} -> {stage}") as progress:
+            results = promote_images(context, stage, images, progress=progress)
+        moved = sum(r.bytes_uploaded for r in results)
+        done = sum(1 for r in results if r.ok)
+        stderr.print(f"  {stage:8} {done}/{len(results)} images promoted or already there, "
+                     f"{moved / 1024 / 1024:.1f} MiB moved")
+        for r in results:
+            if not r.ok:
+                failed = True
+                stderr.print(f"  [red]✗ {r.repository}:{r.tag}: {r.error}[/]")
+
+    stderr.rule("4. promotion history (from each account's own bucket)")
+    print_history(context, [])
+    stderr.rule()
+    stderr.print(f"The sandbox is still running. Use it: eval \"$(cloudops sandbox env)\"  "
+                 f"Stop it: cloudops sandbox down  (state in {state.root})")
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,42 @@
+"""Shared flags of the pipeline commands: which pipeline file, whose credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from cloudops.pipeline.context import PipelineContext
+from cloudops.pipeline.model import AccountCredentials, load_pipeline
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+pipeline_option = click.option(
+    "--pipeline",
+    "pipeline_file",
+    metavar="FILE",
+    help="pipeline.yaml to use (default: $CLOUDOPS_PIPELINE, then ./pipeline.yaml).",
+)
+
+
+def source_credentials_option(func: F) -> F:
+    return click.option(
+        "--source-credentials-env",
+        metavar="PREFIX",
+        help="Read the SOURCE account's keys from $PREFIX_AWS_ACCESS_KEY_ID, "
+        "$PREFIX_AWS_SECRET_ACCESS_KEY and $PREFIX_AWS_SESSION_TOKEN (what a Jenkins AWS "
+        "credentials binding injects), instead of pipeline.yaml's credentials. Secrets "
+        "never go on the command line.",
+    )(func)
+
+
+def build_context(
+    pipeline_file: str | None, *, source_account: str | None = None, source_env_prefix: str | None = None
+) -> PipelineContext:
+    pipeline = load_pipeline(pipeline_file)
+    overrides = {}
+    if source_env_prefix and source_account:
+        pipeline.account(source_account)
+        overrides[source_account] = AccountCredentials(env_prefix=source_env_prefix)
+    return PipelineContext(pipeline, credential_overrides=overrides)

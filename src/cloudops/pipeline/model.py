@@ -1,0 +1,312 @@
+"""pipeline.yaml: parsing bytes (YAML, with line numbers) and validating meaning are two
+steps, as in promo-tools' schema package. Every message names the file and line.
+
+    accounts:
+      build: {account_id: "111111111111", region: us-west-2, builds_images: true,
+              credentials: {profile: build}, bucket: ep-cloudops-111111111111}
+      qa:    {account_id: "222222222222", region: us-west-2,
+              credentials: {role_arn: "arn:aws:iam::222222222222:role/cloudops"}}
+    stages: [build, qa, preprod, prod]
+    images: [ep/cortex, ep/search]
+    deployment_package: {key: deployment-package/ext-deployment-package.zip}
+    config_root: config
+    source_repositories: {account: build, names: [cloudcore-for-aws, docker]}
+    endpoints: {aws: URL, registries: {qa: HOST}, insecure_registries: false}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cloudops.errors import InputError
+from cloudops.refs import ReferenceError, ecr_host, validate_bucket, validate_repository
+
+ACCOUNT_ID_RE = re.compile(r"^[0-9]{12}$")
+REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+class PipelineError(InputError):
+    """pipeline.yaml cannot be read or says something impossible."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccountCredentials(_Strict):
+    """How to get this account's AWS credentials. At most one of profile / env_prefix
+    gives the base credentials; role_arn is then assumed from them (or from the default
+    chain). Nothing at all means the default chain (environment, instance role)."""
+
+    profile: str | None = None
+    env_prefix: str | None = Field(
+        None,
+        description="Static keys from $<PREFIX>_AWS_ACCESS_KEY_ID, _AWS_SECRET_ACCESS_KEY, _AWS_SESSION_TOKEN",
+    )
+    role_arn: str | None = None
+    external_id: str | None = None
+    jenkins_credentials_id: str | None = None
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$", value):
+            raise ValueError("role_arn must look like arn:aws:iam::123456789012:role/NAME")
+        return value
+
+
+class Account(_Strict):
+    account_id: str
+    region: str
+    builds_images: bool = False
+    bucket: str | None = None
+    credentials: AccountCredentials = AccountCredentials()
+
+    @field_validator("account_id", mode="before")
+    @classmethod
+    def _account_id(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            raise ValueError("account_id must be quoted (YAML drops leading zeros of numbers)")
+        if not isinstance(value, str) or not ACCOUNT_ID_RE.match(value):
+            raise ValueError("account_id must be 12 digits, quoted")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not REGION_RE.match(value):
+            raise ValueError(f"{value!r} is not an AWS region (e.g. us-west-2)")
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                validate_bucket(value)
+            except ReferenceError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+
+class DeploymentPackage(_Strict):
+    key: str = "deployment-package/ext-deployment-package.zip"
+
+
+class SourceRepositories(_Strict):
+    account: str
+    names: list[str] = []
+
+
+class Endpoints(_Strict):
+    aws: str | None = None
+    """An AWS API endpoint for every service (the sandbox's moto server)."""
+    registries: dict[str, str] = {}
+    """Registry host per account name, instead of <account_id>.dkr.ecr.<region>.amazonaws.com."""
+    insecure_registries: bool = False
+    """Reach the registries over plain HTTP (only ever true for the local sandbox)."""
+
+
+class Pipeline(_Strict):
+    accounts: dict[str, Account]
+    stages: list[str]
+    images: list[str] = []
+    deployment_package: DeploymentPackage = DeploymentPackage()
+    config_root: str = "config"
+    source_repositories: SourceRepositories | None = None
+    endpoints: Endpoints = Endpoints()
+    allow_stage_skip: bool = False
+    """Allow promoting past a stage (build straight to prod). Off: every stage in order."""
+
+    # Where the file was read from; set by load_pipeline.
+    path: Path | None = Field(None, exclude=True)
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def account(self, name: str) -> Account:
+        try:
+            return self.accounts[name]
+        except KeyError:
+            raise InputError(
+                f"unknown account {name!r}",
+                hint=f"accounts in {self.path or 'pipeline.yaml'}: {', '.join(self.accounts)}",
+            ) from None
+
+    @property
+    def build_account(self) -> str:
+        return next(name for name, account in self.accounts.items() if account.builds_images)
+
+    def registry_host(self, name: str) -> str:
+        account = self.account(name)
+        return self.endpoints.registries.get(name) or ecr_host(account.account_id, account.region)
+
+    def bucket(self, name: str) -> str:
+        account = self.account(name)
+        return account.bucket or f"ep-cloudops-{account.account_id}"
+
+    def previous_stage(self, name: str) -> str | None:
+        index = self.stages.index(name)
+        return self.stages[index - 1] if index > 0 else None
+
+    @property
+    def config_dir(self) -> Path:
+        base = self.path.parent if self.path else Path.cwd()
+        return base / self.config_root
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def find_pipeline_file(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--pipeline, then $CLOUDOPS_PIPELINE, then ./pipeline.yaml."""
+    for candidate, origin in (
+        (explicit, "--pipeline"),
+        (os.environ.get("CLOUDOPS_PIPELINE"), "$CLOUDOPS_PIPELINE"),
+        ("pipeline.yaml", "the current directory"),
+    ):
+        if candidate:
+            path = Path(candidate)
+            if path.is_file():
+                return path
+            if origin != "the current directory":
+                raise PipelineError(f"pipeline file {path} (from {origin}) does not exist")
+    raise PipelineError(
+        "no pipeline file found",
+        hint="pass --pipeline FILE, set CLOUDOPS_PIPELINE, or run where pipeline.yaml is "
+        "(`cloudops sandbox up` writes one for the local sandbox)",
+    )
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map each path in the YAML document (keys and list indexes) to its 1-based line."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines.update(_line_index(value, (*path, key.value)))
+            lines[(*path, key.value)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines.update(_line_index(item, (*path, index)))
+    return lines
+
+
+def _where(path: Path, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return f"{path}:{lines[loc[:cut]]}"
+    return str(path)
+
+
+def load_pipeline(source: str | os.PathLike[str] | None = None) -> Pipeline:
+    path = find_pipeline_file(source)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"cannot read {path}: {type(exc).__name__}") from None
+    return parse_pipeline(text, path)
+
+
+def parse_pipeline(text: str, path: Path = Path("pipeline.yaml")) -> Pipeline:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise PipelineError(
+            f"{path}{line}: not valid YAML: {exc.problem}",
+            hint="fix the YAML syntax (indentation, quotes, colons)",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {type(exc).__name__}") from None
+    if not isinstance(data, dict) or node is None:
+        raise PipelineError(f"{path}: expected a mapping with accounts: and stages:")
+    lines = _line_index(node)
+    try:
+        pipeline = Pipeline.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        field = ".".join(str(p) for p in loc)
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}"
+        elif first["type"] == "missing":
+            message = f"{loc[-1]!r} is required"
+        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+        raise PipelineError(
+            f"{_where(path, lines, loc)}: {field}: {message}{more}",
+            hint="see docs/pipeline.md for the pipeline.yaml format",
+        ) from None
+    pipeline = pipeline.model_copy(update={"path": path})
+    problems = check_rules(pipeline)
+    if problems:
+        loc, message = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise PipelineError(f"{_where(path, lines, loc)}: {message}{more}", hint="see docs/pipeline.md")
+    return pipeline
+
+
+def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
+    """Meaning, after shape: each problem with the YAML path it belongs to."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for name in pipeline.accounts:
+        if not NAME_RE.match(name):
+            problems.append((("accounts", name), f"account name {name!r} must be lowercase letters, digits, -"))
+    builders = [n for n, a in pipeline.accounts.items() if a.builds_images]
+    if not builders:
+        problems.append((("accounts",), "no account has builds_images: true (exactly one must build images)"))
+    elif len(builders) > 1:
+        problems.append(
+            (("accounts", builders[1], "builds_images"), f"more than one account builds images: {', '.join(builders)}")
+        )
+    if not pipeline.stages:
+        problems.append((("stages",), "stages is empty"))
+    seen: dict[str, int] = {}
+    for index, stage in enumerate(pipeline.stages):
+        if stage in seen:
+            problems.append((("stages", index), f"stage {stage!r} is listed twice"))
+        seen[stage] = index
+        if stage not in pipeline.accounts:
+            problems.append(
+                (("stages", index), f"stage {stage!r} is not an account (accounts: {', '.join(pipeline.accounts)})")
+            )
+    for name in pipeline.accounts:
+        if name not in seen:
+            problems.append((("accounts", name), f"account {name!r} is not in stages"))
+    by_id: dict[str, str] = {}
+    for name, account in pipeline.accounts.items():
+        other = by_id.get(account.account_id)
+        if other is not None:
+            problems.append(
+                (
+                    ("accounts", name, "account_id"),
+                    f"accounts {other!r} and {name!r} share account id {account.account_id}: "
+                    "every environment needs its own AWS account",
+                )
+            )
+        by_id[account.account_id] = name
+    if builders and pipeline.stages and pipeline.stages[0] != builders[0] and builders[0] in seen:
+        problems.append((("stages", 0), f"the build account {builders[0]!r} must be the first stage"))
+    for index, image in enumerate(pipeline.images):
+        try:
+            validate_repository(image)
+        except ReferenceError as exc:
+            problems.append((("images", index), exc.message))
+    if len(set(pipeline.images)) != len(pipeline.images):
+        problems.append((("images",), "an image repository is listed twice"))
+    for name in pipeline.endpoints.registries:
+        if name not in pipeline.accounts:
+            problems.append((("endpoints", "registries", name), f"registry override for unknown account {name!r}"))
+    if pipeline.source_repositories and pipeline.source_repositories.account not in pipeline.accounts:
+        problems.append(
+            (("source_repositories", "account"), f"unknown account {pipeline.source_repositories.account!r}")
+        )
+    return problems
