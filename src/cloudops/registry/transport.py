@@ -223,6 +223,7 @@ class RegistryTransport:
         replayable: bool,
         follow_redirects: bool,
     ) -> httpx.Response:
+        refreshed = False
         for round_ in range(3):
             sent = self._auth_header(scopes)
             request_headers = dict(headers)
@@ -256,13 +257,18 @@ class RegistryTransport:
                 host=self.host,
                 retry_after=response.headers.get("retry-after"),
             )
-            if isinstance(error, TokenExpiredError):
-                # ECR says "expired" with 403, not 401 (ECR-NOTES.md): refresh, then retry.
+            # ECR says "expired" with 403, not 401 (ECR-NOTES.md). A HEAD answer has no body
+            # to say why, so a bodiless 403 to credentials we sent gets one refresh too.
+            maybe_expired = (
+                response.status_code == 403 and sent is not None and not error.codes and not refreshed
+            )
+            if isinstance(error, TokenExpiredError) or maybe_expired:
+                refreshed = True
                 self._forget_credentials()
                 await self._resolve_credentials()
                 if replayable and round_ < 2:
                     continue
-                error.retryable = True
+                error.retryable = isinstance(error, TokenExpiredError)
             if response.status_code == 401 and sent is None:
                 raise _no_credentials(self.host)
             raise error

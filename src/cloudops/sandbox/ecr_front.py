@@ -579,7 +579,7 @@ def _copy_response_headers(
         lower = key.lower()
         if lower in _DROP_RESPONSE:
             continue
-        if False:
+        if lower == "location" and value.startswith(backend):
             # distribution builds absolute URLs from the Host it was called with (the
             # backend's); clients must come back through the front.
             value = front + value[len(backend) :]

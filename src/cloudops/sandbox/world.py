@@ -14,9 +14,11 @@ Everything lives under one ROOT directory::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -33,7 +35,6 @@ from cloudops.sandbox.processes import (
     free_port,
     start_moto,
     start_registry,
-    stop_pid,
     wait_for_http,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "env_exports",
     "expire_token",
     "load",
+    "pipeline_yaml",
     "reset",
     "up",
 ]
@@ -175,7 +177,7 @@ def _is_ours(name: str, pid: int) -> bool:
 def _stop(pid: int) -> None:
     popen = _CHILDREN.pop(pid, None)
     if popen is None:
-        stop_pid(pid)
+        _stop_foreign(pid)
         return
     popen.terminate()
     try:
@@ -183,6 +185,22 @@ def _stop(pid: int) -> None:
     except subprocess.TimeoutExpired:
         popen.kill()
         popen.wait()
+
+
+def _stop_foreign(pid: int, timeout: float = 5.0) -> None:
+    """Stop a process another Python process started (`cloudops sandbox up` has exited).
+    Gone or zombie both count as stopped: reaping is its parent's (often init's) job."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _cmdline(pid) is None:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _remember(server: ServerProcess) -> None:

@@ -1,0 +1,72 @@
+"""The sandbox world for tests: started once per module, emptied between tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+
+from cloudops.pipeline.context import PipelineContext
+from cloudops.pipeline.init import init_account
+from cloudops.pipeline.model import Pipeline, load_pipeline
+from cloudops.registry import RegistryPool
+from cloudops.sandbox import world
+from cloudops.sandbox.seed import publish_image
+
+
+@contextmanager
+def running_sandbox(root: Path) -> Iterator[world.SandboxState]:
+    state = world.up(root, detach=False)
+    saved = dict(os.environ)
+    os.environ.update(world.env_exports(state))
+    try:
+        yield state
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        world.down(root)
+
+
+def context_for(pipeline: Pipeline | Path) -> PipelineContext:
+    return PipelineContext(pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline))
+
+
+def init_all(context: PipelineContext) -> None:
+    for name in context.pipeline.stages:
+        init_account(context, name)
+
+
+def publish(context: PipelineContext, account: str, repository: str, tag: str, *, scale: float = 0.05) -> str:
+    """Push a synthetic image straight into an account's registry (as a build would)."""
+
+    async def go() -> str:
+        async with RegistryPool(context.keychain(account), context.transport_settings()) as pool:
+            writer = pool.writer(context.registry_host(account))
+            return await publish_image(writer, repository, tag, scale=scale)
+
+    return asyncio.run(go())
+
+
+def assumed_keys(state: world.SandboxState, account: str) -> dict[str, str]:
+    """AWS CLI environment for acting in ``account`` of the sandbox."""
+    sts = boto3.client("sts", endpoint_url=state.moto_url, region_name=world.REGION,
+                       aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{state.account_id(account)}:role/test", RoleSessionName="cloudops-test")[
+        "Credentials"
+    ]
+    return {
+        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": creds["SessionToken"],
+        "AWS_DEFAULT_REGION": world.REGION,
+    }
+
+
+def registry_token(context: PipelineContext, account: str) -> str:
+    creds = context.keychain(account).resolve(context.registry_host(account))
+    assert creds is not None
+    return f"{creds.username}:{creds.password}"
