@@ -11,11 +11,11 @@ import bcrypt
 import pytest
 from hypothesis import HealthCheck, settings
 
+from cloudops.sandbox.processes import ServerProcess, start_registry
+
 # CI machines are small and busy: judge properties by examples, never by wall time.
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
-
-from cloudops.sandbox.processes import ServerProcess, start_registry
 
 
 @dataclass

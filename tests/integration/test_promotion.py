@@ -40,12 +40,23 @@ def ctx(sandbox: world.SandboxState):  # type: ignore[no-untyped-def]
 
 def _digest_in(context, account: str, repository: str, tag: str) -> str | None:  # type: ignore[no-untyped-def]
     result = subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", registry_token(context, account),
-         f"docker://{context.registry_host(account)}/{repository}:{tag}"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            registry_token(context, account),
+            f"docker://{context.registry_host(account)}/{repository}:{tag}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if result.returncode != 0:
-        assert "manifest unknown" in result.stderr.lower() or "not found" in result.stderr.lower(), result.stderr
+        assert "manifest unknown" in result.stderr.lower() or "not found" in result.stderr.lower(), (
+            result.stderr
+        )
         return None
     import hashlib
 
@@ -62,9 +73,21 @@ def test_full_promotion_keeps_the_digest_in_every_account(ctx, sandbox) -> None:
     for account in ("build", "qa", "preprod", "prod"):
         assert _digest_in(ctx, account, "ep/cortex", "8.5.0") == digest  # skopeo sees it
     described = subprocess.run(
-        ["/usr/bin/aws", "--endpoint-url", sandbox.moto_url, "ecr", "describe-images",
-         "--repository-name", "ep/cortex", "--output", "json"],
-        capture_output=True, text=True, timeout=60, env={**assumed_keys(sandbox, "prod"), "PATH": "/usr/bin:/bin"},
+        [
+            "/usr/bin/aws",
+            "--endpoint-url",
+            sandbox.moto_url,
+            "ecr",
+            "describe-images",
+            "--repository-name",
+            "ep/cortex",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**assumed_keys(sandbox, "prod"), "PATH": "/usr/bin:/bin"},
         check=True,
     )
     details = json.loads(described.stdout)["imageDetails"]
@@ -82,7 +105,11 @@ def test_cli_promotes_records_and_reports_already_promoted_without_writing(ctx, 
     again = cloudops("promote", "image", "--to", "qa", "--repository", "ep/search", "--tag", "1.0", "--json")
     assert again.returncode == 0, again.stderr
     image = json.loads(again.stdout)["images"][0]
-    assert (image["status"], image["bytes_uploaded"], image["source_digest"]) == ("already-promoted", 0, digest)
+    assert (image["status"], image["bytes_uploaded"], image["source_digest"]) == (
+        "already-promoted",
+        0,
+        digest,
+    )
     assert {p: p.stat().st_mtime_ns for p in storage.rglob("*")} == before  # IMMUTABLE repo untouched
 
     history = cloudops("history", "--account", "qa", "--json")
@@ -98,12 +125,15 @@ def test_cli_promotes_records_and_reports_already_promoted_without_writing(ctx, 
 def test_guard_refuses_credentials_of_another_account(ctx, sandbox, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     publish(ctx, "build", "ep/batch", "2")
     text = sandbox.pipeline.read_text().replace(
-        'role_arn: "arn:aws:iam::222222222222:role/cloudops"', 'role_arn: "arn:aws:iam::333333333333:role/cloudops"'
+        'role_arn: "arn:aws:iam::222222222222:role/cloudops"',
+        'role_arn: "arn:aws:iam::333333333333:role/cloudops"',
     )
     wrong = tmp_path / "pipeline.yaml"
     wrong.write_text(text)
 
-    result = cloudops("promote", "image", "--to", "qa", "--repository", "ep/batch", "--tag", "2", "--pipeline", str(wrong))
+    result = cloudops(
+        "promote", "image", "--to", "qa", "--repository", "ep/batch", "--tag", "2", "--pipeline", str(wrong)
+    )
 
     assert_clean_failure(result, 3, "belong to account 333333333333")
     assert _digest_in(ctx, "qa", "ep/batch", "2") is None
@@ -111,7 +141,9 @@ def test_guard_refuses_credentials_of_another_account(ctx, sandbox, tmp_path: Pa
 
 def test_stage_skipping_is_refused(ctx) -> None:  # type: ignore[no-untyped-def]
     publish(ctx, "build", "ep/cm", "3")
-    result = cloudops("promote", "image", "--to", "prod", "--from", "build", "--repository", "ep/cm", "--tag", "3")
+    result = cloudops(
+        "promote", "image", "--to", "prod", "--from", "build", "--repository", "ep/cm", "--tag", "3"
+    )
     assert_clean_failure(result, 3, "skips qa, preprod")
     assert _digest_in(ctx, "prod", "ep/cm", "3") is None
 
@@ -133,8 +165,11 @@ def test_expired_registry_token_mid_run_is_refreshed(ctx, sandbox) -> None:  # t
     # Both expiries were met and survived: the next plain request is answered normally.
     for account in ("qa", "build"):
         user, password = registry_token(ctx, account).split(":", 1)
-        answer = httpx.head(f"http://{ctx.registry_host(account)}/v2/ep/integration/manifests/4",
-                            auth=(user, password), headers={"Accept": ACCEPT_MANIFESTS})
+        answer = httpx.head(
+            f"http://{ctx.registry_host(account)}/v2/ep/integration/manifests/4",
+            auth=(user, password),
+            headers={"Accept": ACCEPT_MANIFESTS},
+        )
         assert answer.status_code == 200
     assert _digest_in(ctx, "qa", "ep/integration", "4") == digest
 
@@ -142,8 +177,12 @@ def test_expired_registry_token_mid_run_is_refreshed(ctx, sandbox) -> None:  # t
 def test_missing_destination_repository_says_run_init(ctx, sandbox, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import boto3
 
-    ecr = boto3.client("ecr", endpoint_url=sandbox.moto_url, **{k.lower(): v for k, v in assumed_keys(sandbox, "qa").items()
-                                                                   if k != "AWS_DEFAULT_REGION"}, region_name="us-west-2")
+    ecr = boto3.client(
+        "ecr",
+        endpoint_url=sandbox.moto_url,
+        **{k.lower(): v for k, v in assumed_keys(sandbox, "qa").items() if k != "AWS_DEFAULT_REGION"},
+        region_name="us-west-2",
+    )
     ecr.delete_repository(repositoryName="ep/activemq", force=True)
     publish(ctx, "build", "ep/activemq", "5")
     result = cloudops("promote", "image", "--to", "qa", "--repository", "ep/activemq", "--tag", "5")
@@ -170,6 +209,12 @@ def test_init_is_idempotent_and_dry_run_changes_nothing(sandbox) -> None:  # typ
 
 def test_bad_pipeline_file_is_one_clear_message(tmp_path: Path) -> None:
     broken = tmp_path / "pipeline.yaml"
-    broken.write_text("accounts:\n  build: {account_id: '111111111111', region: us-west-2, builds_images: true}\nstages: [build, qa]\n")
-    result = cloudops("promote", "image", "--to", "qa", "--repository", "ep/x", "--tag", "1", "--pipeline", str(broken))
+    broken.write_text(
+        "accounts:\n"
+        "  build: {account_id: '111111111111', region: us-west-2, builds_images: true}\n"
+        "stages: [build, qa]\n"
+    )
+    result = cloudops(
+        "promote", "image", "--to", "qa", "--repository", "ep/x", "--tag", "1", "--pipeline", str(broken)
+    )
     assert_clean_failure(result, 2, f"{broken}:3: stage 'qa' is not an account")

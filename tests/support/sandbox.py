@@ -53,11 +53,16 @@ def publish(context: PipelineContext, account: str, repository: str, tag: str, *
 
 def assumed_keys(state: world.SandboxState, account: str) -> dict[str, str]:
     """AWS CLI environment for acting in ``account`` of the sandbox."""
-    sts = boto3.client("sts", endpoint_url=state.moto_url, region_name=world.REGION,
-                       aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{state.account_id(account)}:role/test", RoleSessionName="cloudops-test")[
-        "Credentials"
-    ]
+    sts = boto3.client(
+        "sts",
+        endpoint_url=state.moto_url,
+        region_name=world.REGION,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
+    creds = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{state.account_id(account)}:role/test", RoleSessionName="cloudops-test"
+    )["Credentials"]
     return {
         "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
         "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],

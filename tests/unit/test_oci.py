@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -165,7 +166,5 @@ json_values = st.recursive(
     )
 )
 def test_arbitrary_documents_never_crash_the_parser(doc: dict[str, object]) -> None:
-    try:
+    with contextlib.suppress(ManifestError):
         parse_manifest(json.dumps(doc).encode())
-    except ManifestError:
-        pass

@@ -64,14 +64,18 @@ def test_two_stages_on_one_account_id() -> None:
 
 
 def test_exactly_one_build_account() -> None:
-    assert "no account has builds_images" in _error(GOOD.replace("builds_images: true", "builds_images: false"))
+    assert "no account has builds_images" in _error(
+        GOOD.replace("builds_images: true", "builds_images: false")
+    )
     assert "more than one account builds images" in _error(
-        GOOD.replace('region: us-west-2}\n  prod', 'region: us-west-2, builds_images: true}\n  prod')
+        GOOD.replace("region: us-west-2}\n  prod", "region: us-west-2, builds_images: true}\n  prod")
     )
 
 
 def test_stage_listed_twice() -> None:
-    assert "stage 'qa' is listed twice" in _error(GOOD.replace("[build, qa, preprod, prod]", "[build, qa, qa, preprod, prod]"))
+    assert "stage 'qa' is listed twice" in _error(
+        GOOD.replace("[build, qa, preprod, prod]", "[build, qa, qa, preprod, prod]")
+    )
 
 
 def test_bad_image_name_and_bad_role_arn() -> None:

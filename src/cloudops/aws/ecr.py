@@ -59,7 +59,11 @@ def _fetch_token(session: AccountSession) -> tuple[Credentials, float]:
     data = answer["authorizationData"][0]
     user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
     expires_at = data.get("expiresAt")
-    expires = expires_at.timestamp() if isinstance(expires_at, datetime) else time.time() + 12 * 3600
+    expires = expires_at.timestamp() if isinstance(expires_at, datetime) else 0.0
+    if expires <= time.time():
+        # A fresh token cannot have expired already; moto answers a fixed 2015 date. Assume
+        # ECR's documented 12 hours; an early expiry still arrives as a 403 and refreshes.
+        expires = time.time() + 12 * 3600
     return Credentials(user, password), expires
 
 
@@ -128,7 +132,9 @@ class EcrRepositories:
             change: RepositoryChange = "unchanged"
             if not state.immutable:
                 if not dry_run:
-                    self._client.put_image_tag_mutability(repositoryName=state.name, imageTagMutability="IMMUTABLE")
+                    self._client.put_image_tag_mutability(
+                        repositoryName=state.name, imageTagMutability="IMMUTABLE"
+                    )
                 change = "updated"
             if not state.scan_on_push:
                 if not dry_run:
@@ -138,4 +144,6 @@ class EcrRepositories:
                 change = "updated"
             return change
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise aws_error(exc, f"configuring ECR repository {state.name} in {self._session.name!r}") from None
+            raise aws_error(
+                exc, f"configuring ECR repository {state.name} in {self._session.name!r}"
+            ) from None

@@ -46,7 +46,9 @@ class AccountBucket:
                 if not dry_run:
                     params: dict[str, Any] = {"Bucket": self.name}
                     if self.session.account.region != "us-east-1":
-                        params["CreateBucketConfiguration"] = {"LocationConstraint": self.session.account.region}
+                        params["CreateBucketConfiguration"] = {
+                            "LocationConstraint": self.session.account.region
+                        }
                     self._client.create_bucket(**params)
                 created = True
             else:
@@ -86,7 +88,9 @@ class AccountBucket:
 
     def _has_encryption(self) -> bool:
         try:
-            rules = self._client.get_bucket_encryption(Bucket=self.name)["ServerSideEncryptionConfiguration"]["Rules"]
+            rules = self._client.get_bucket_encryption(Bucket=self.name)["ServerSideEncryptionConfiguration"][
+                "Rules"
+            ]
             return bool(rules)
         except botocore.exceptions.ClientError:
             return False

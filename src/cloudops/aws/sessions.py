@@ -43,7 +43,9 @@ def aws_error(exc: Exception, what: str) -> CloudopsError:
         kind = "input" if code in _INPUT_CODES else "failed"
         return AwsError(f"{what} failed: {code}: {message}", kind=kind)  # type: ignore[arg-type]
     if isinstance(exc, botocore.exceptions.EndpointConnectionError):
-        return AwsError(f"{what} failed: cannot reach the AWS endpoint", hint="check the network or endpoints.aws")
+        return AwsError(
+            f"{what} failed: cannot reach the AWS endpoint", hint="check the network or endpoints.aws"
+        )
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return AwsError(f"{what} failed: {type(exc).__name__}")
     return AwsError(f"{what} failed: {type(exc).__name__}")
@@ -72,7 +74,8 @@ class AccountSession:
     endpoint_url: str | None = None
 
     def client(self, service: str) -> Any:
-        return self.session.client(
+        session: Any = self.session  # boto3-stubs overloads need a literal service name
+        return session.client(
             service, region_name=self.account.region, endpoint_url=self.endpoint_url, config=BOTO_CONFIG
         )
 

@@ -8,6 +8,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -24,7 +25,7 @@ class CopyProgressDisplay:
         self._quiet = quiet
         self._live = stderr.is_terminal and not quiet
         self._progress: Progress | None = None
-        self._task: int | None = None
+        self._task: TaskID | None = None
         self._sent: dict[BlobKey, int] = {}
 
     def __enter__(self) -> CopyProgressDisplay:

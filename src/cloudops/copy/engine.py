@@ -193,9 +193,10 @@ class CopyEngine:
             async with lookups:
                 return await call
 
-        digest = request.source.digest or await limited(
-            self.resolve_digest(src, src_repo, request.source.identifier)
-        )
+        if request.source.digest:
+            digest = request.source.digest
+        else:
+            digest = await limited(self.resolve_digest(src, src_repo, request.source.identifier))
         wanted = request.destination.digest
         if wanted is not None and wanted != digest:
             raise InputError(

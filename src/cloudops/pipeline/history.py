@@ -68,11 +68,15 @@ def who_am_i(arn: str) -> str:
 
 
 def append(context: PipelineContext, record: PromotionRecord) -> None:
-    bucket = AccountBucket(context.session(record.destination_account), context.pipeline.bucket(record.destination_account))
+    bucket = AccountBucket(
+        context.session(record.destination_account), context.pipeline.bucket(record.destination_account)
+    )
     bucket.append_record(record.key, record.model_dump(mode="json"))
 
 
-def read_history(context: PipelineContext, accounts: list[str] | None = None) -> tuple[list[PromotionRecord], dict[str, str]]:
+def read_history(
+    context: PipelineContext, accounts: list[str] | None = None
+) -> tuple[list[PromotionRecord], dict[str, str]]:
     """Every record of the given accounts (default all), oldest first, and for each
     account that could not be read, why."""
     names = accounts or list(context.pipeline.stages)

@@ -47,8 +47,9 @@ class AccountCredentials(_Strict):
 
     profile: str | None = None
     env_prefix: str | None = Field(
-        None,
-        description="Static keys from $<PREFIX>_AWS_ACCESS_KEY_ID, _AWS_SECRET_ACCESS_KEY, _AWS_SESSION_TOKEN",
+        default=None,
+        description="Static keys from $<PREFIX>_AWS_ACCESS_KEY_ID, "
+        "_AWS_SECRET_ACCESS_KEY, _AWS_SESSION_TOKEN",
     )
     role_arn: str | None = None
     external_id: str | None = None
@@ -259,13 +260,18 @@ def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
     problems: list[tuple[tuple[Any, ...], str]] = []
     for name in pipeline.accounts:
         if not NAME_RE.match(name):
-            problems.append((("accounts", name), f"account name {name!r} must be lowercase letters, digits, -"))
+            problems.append(
+                (("accounts", name), f"account name {name!r} must be lowercase letters, digits, -")
+            )
     builders = [n for n, a in pipeline.accounts.items() if a.builds_images]
     if not builders:
         problems.append((("accounts",), "no account has builds_images: true (exactly one must build images)"))
     elif len(builders) > 1:
         problems.append(
-            (("accounts", builders[1], "builds_images"), f"more than one account builds images: {', '.join(builders)}")
+            (
+                ("accounts", builders[1], "builds_images"),
+                f"more than one account builds images: {', '.join(builders)}",
+            )
         )
     if not pipeline.stages:
         problems.append((("stages",), "stages is empty"))
@@ -276,7 +282,10 @@ def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
         seen[stage] = index
         if stage not in pipeline.accounts:
             problems.append(
-                (("stages", index), f"stage {stage!r} is not an account (accounts: {', '.join(pipeline.accounts)})")
+                (
+                    ("stages", index),
+                    f"stage {stage!r} is not an account (accounts: {', '.join(pipeline.accounts)})",
+                )
             )
     for name in pipeline.accounts:
         if name not in seen:
@@ -304,7 +313,9 @@ def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
         problems.append((("images",), "an image repository is listed twice"))
     for name in pipeline.endpoints.registries:
         if name not in pipeline.accounts:
-            problems.append((("endpoints", "registries", name), f"registry override for unknown account {name!r}"))
+            problems.append(
+                (("endpoints", "registries", name), f"registry override for unknown account {name!r}")
+            )
     if pipeline.source_repositories and pipeline.source_repositories.account not in pipeline.accounts:
         problems.append(
             (("source_repositories", "account"), f"unknown account {pipeline.source_repositories.account!r}")

@@ -159,9 +159,9 @@ def _entry_credentials(entry: dict[str, object]) -> Credentials | None:
             return None
         user, sep, password = decoded.partition(":")
         return Credentials(user, password) if sep else None
-    user, password = entry.get("username"), entry.get("password")
-    if isinstance(user, str) and isinstance(password, str):
-        return Credentials(user, password)
+    username, secret = entry.get("username"), entry.get("password")
+    if isinstance(username, str) and isinstance(secret, str):
+        return Credentials(username, secret)
     return None
 
 
@@ -184,5 +184,5 @@ def parse_challenge(header: str | None) -> Challenge | None:
     if not header:
         return None
     scheme, _, rest = header.strip().partition(" ")
-    params = {m[1].lower(): (m[2] if m[2] else m[3]) for m in _PARAM_RE.finditer(rest)}
+    params = {str(m[1]).lower(): str(m[2] if m[2] else m[3]) for m in _PARAM_RE.finditer(rest)}
     return Challenge(scheme.lower(), params)

@@ -29,8 +29,8 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_delay * 3)
-        backoff = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        return backoff * (0.5 + random.random() / 2)
+        backoff = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return float(backoff * (0.5 + random.random() / 2))
 
     def should_retry(self, error: BaseException) -> bool:
         return isinstance(error, RegistryError) and error.retryable

@@ -128,7 +128,7 @@ class RegistryTransport:
         realm = challenge.realm
         if not realm:
             raise AuthenticationError(f"{self.host} sent a bearer challenge without a realm", status=401)
-        params: list[tuple[str, str]] = []
+        params: list[tuple[str, str | int | float | bool | None]] = []
         if "service" in challenge.params:
             params.append(("service", challenge.params["service"]))
         wanted = {str(s) for s in scopes}

@@ -61,7 +61,12 @@ def build_image(repository: str, version: str, *, scale: float = 1.0) -> tuple[b
     ]
     if repository in WEBAPPS:
         layers.append(
-            _layer({"usr/local/tomcat/lib/catalina.jar": _payload("tomcat-9", 2 * mib), "usr/local/tomcat/VERSION": b"9.0.83\n"})
+            _layer(
+                {
+                    "usr/local/tomcat/lib/catalina.jar": _payload("tomcat-9", 2 * mib),
+                    "usr/local/tomcat/VERSION": b"9.0.83\n",
+                }
+            )
         )
     app = repository.split("/")[-1]
     layers.append(
@@ -86,7 +91,9 @@ def build_image(repository: str, version: str, *, scale: float = 1.0) -> tuple[b
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
-            "layers": [{"mediaType": OCI_LAYER, "digest": layer.digest, "size": len(layer.data)} for layer in layers],
+            "layers": [
+                {"mediaType": OCI_LAYER, "digest": layer.digest, "size": len(layer.data)} for layer in layers
+            ],
         },
         indent=2,
     ).encode()

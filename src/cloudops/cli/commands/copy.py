@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -23,6 +25,8 @@ from cloudops.registry import (
     TransportSettings,
 )
 from cloudops.registry.auth import Keychain
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 registry_options = [
     click.option(
@@ -47,7 +51,7 @@ registry_options = [
 ]
 
 
-def _with_registry_options(func):  # type: ignore[no-untyped-def]
+def _with_registry_options(func: F) -> F:
     for option in reversed(registry_options):
         func = option(func)
     return func

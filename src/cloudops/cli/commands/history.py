@@ -36,10 +36,17 @@ def print_history(context: PipelineContext, accounts: list[str]) -> None:
         table.add_column(column)
     for r in records:
         what = f"{r.repository}:{r.tag}" if r.kind == "image" else f"{r.kind} {r.version or ''}"
-        style = {"promoted": "green", "already-promoted": "dim", "refused": "yellow", "failed": "red"}[r.result]
+        style = {"promoted": "green", "already-promoted": "dim", "refused": "yellow", "failed": "red"}[
+            r.result
+        ]
         table.add_row(
-            r.when.replace("+00:00", "Z"), what, r.source_account, r.destination_account,
-            (r.source_digest or "")[7:19], human_bytes(r.bytes), f"[{style}]{r.result}[/]",
+            r.when.replace("+00:00", "Z"),
+            what,
+            r.source_account,
+            r.destination_account,
+            (r.source_digest or "")[7:19],
+            human_bytes(r.bytes),
+            f"[{style}]{r.result}[/]",
         )
     stderr.print(table)
     for name, why in problems.items():

@@ -28,7 +28,8 @@ def init(account: str, pipeline_file: str | None, dry_run: bool, as_json: bool) 
     stderr.print(f"[bold]{account}[/] ({report.account_id}){' [dim](dry run)[/]' if dry_run else ''}")
     for repo, change in report.repositories.items():
         mark = "=" if change == "unchanged" else "+"
-        stderr.print(f"  {mark} ECR repository {repo}: {change if not dry_run or change == 'unchanged' else 'would be ' + change}")
+        said = change if not dry_run or change == "unchanged" else f"would be {change}"
+        stderr.print(f"  {mark} ECR repository {repo}: {said}")
     steps = ", ".join(report.bucket_steps) or "nothing to do"
     stderr.print(f"  {'=' if report.bucket_change == 'unchanged' else '+'} bucket {report.bucket}: {steps}")
     if not report.changed:

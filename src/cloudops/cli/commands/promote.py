@@ -42,8 +42,11 @@ def promote_image(
     digest already under that tag is success ("already promoted", nothing written); another
     digest under that tag is refused (exit 3): tags never move. Every outcome is appended
     to the destination account's promotion log (see `cloudops history`)."""
-    context = build_context(pipeline_file, source_account=_source_of(pipeline_file, to, source),
-                            source_env_prefix=source_credentials_env)
+    context = build_context(
+        pipeline_file,
+        source_account=_source_of(pipeline_file, to, source),
+        source_env_prefix=source_credentials_env,
+    )
     with CopyProgressDisplay(f"promote {repository}:{tag} -> {to}", quiet=as_json) as progress:
         results = promote_images(
             context, to, [ImageSpec(repository, tag)], source=source, dry_run=dry_run, progress=progress
@@ -64,7 +67,9 @@ def _source_of(pipeline_file: str | None, to: str, source: str | None) -> str | 
 
 def _finish(results: list[ImagePromotion], *, as_json: bool, dry_run: bool) -> None:
     if as_json:
-        emit_json({"ok": all(r.ok for r in results), "dry_run": dry_run, "images": [r.as_dict() for r in results]})
+        emit_json(
+            {"ok": all(r.ok for r in results), "dry_run": dry_run, "images": [r.as_dict() for r in results]}
+        )
     for r in results:
         name = f"{r.repository}:{r.tag}"
         route = f"{r.route.source} -> {r.route.destination}"
@@ -73,7 +78,8 @@ def _finish(results: list[ImagePromotion], *, as_json: bool, dry_run: bool) -> N
             stderr.print(f"[cyan]plan[/] {name} {route}: {r.action} {digest}")
         elif r.status == "promoted":
             stderr.print(
-                f"[green]✓[/] {name} {route}: promoted {digest} ({human_bytes(r.bytes_uploaded)} moved, verified)"
+                f"[green]✓[/] {name} {route}: promoted {digest} "
+                f"({human_bytes(r.bytes_uploaded)} moved, verified)"
             )
         elif r.status == "already-promoted":
             stderr.print(f"[green]=[/] {name} {route}: already promoted {digest} (nothing written)")

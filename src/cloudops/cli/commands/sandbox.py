@@ -31,13 +31,23 @@ def sandbox_up(as_json: bool) -> None:
 
     state = world.up(sandbox_root())
     if as_json:
-        emit_json({"root": str(state.root), "moto": state.moto_url, "registries": state.registries,
-                   "pipeline": str(state.pipeline)})
+        emit_json(
+            {
+                "root": str(state.root),
+                "moto": state.moto_url,
+                "registries": state.registries,
+                "pipeline": str(state.pipeline),
+            }
+        )
         return
     stderr.print(f"sandbox up in {state.root}: AWS API {state.moto_url}")
     for name, host in state.registries.items():
         stderr.print(f"  {name:8} registry {host}")
-    stderr.print(f"pipeline: {state.pipeline}\nuse it:   eval \"$(cloudops sandbox env)\"\nstop it:  cloudops sandbox down")
+    stderr.print(
+        f"pipeline: {state.pipeline}\n"
+        'use it:   eval "$(cloudops sandbox env)"\n'
+        "stop it:  cloudops sandbox down"
+    )
 
 
 @sandbox.command("down")
@@ -65,8 +75,13 @@ def sandbox_env() -> None:
 
 @click.command()
 @click.option("--tag", default="8.5.0", show_default=True, help="Version tag of the synthetic images.")
-@click.option("--scale", type=click.FloatRange(0.01, 64), default=1.0, show_default=True,
-              help="Size multiplier of the synthetic layers (1 = a few MiB each).")
+@click.option(
+    "--scale",
+    type=click.FloatRange(0.01, 64),
+    default=1.0,
+    show_default=True,
+    help="Size multiplier of the synthetic layers (1 = a few MiB each).",
+)
 @handles_errors
 def demo(tag: str, scale: float) -> None:
     """Bring the sandbox up, publish synthetic Elastic Path images into the build account,
@@ -92,8 +107,10 @@ def demo(tag: str, scale: float) -> None:
     stderr.rule("1. initialize every account (its own ECR repositories and bucket)")
     for name in pipeline.stages:
         report = init_account(context, name)
-        stderr.print(f"  {name:8} {report.account_id}: "
-                     f"{'initialized' if report.changed else 'already initialized, nothing changed'}")
+        stderr.print(
+            f"  {name:8} {report.account_id}: "
+            f"{'initialized' if report.changed else 'already initialized, nothing changed'}"
+        )
 
     stderr.rule(f"2. publish {len(pipeline.images)} images :{tag} into the build account")
     build = pipeline.build_account
@@ -101,7 +118,9 @@ def demo(tag: str, scale: float) -> None:
     async def publish() -> dict[str, str]:
         async with RegistryPool(context.keychain(build), context.transport_settings()) as pool:
             writer = pool.writer(context.checked_registry_host(build))
-            digests = await asyncio.gather(*(publish_image(writer, r, tag, scale=scale) for r in pipeline.images))
+            digests = await asyncio.gather(
+                *(publish_image(writer, r, tag, scale=scale) for r in pipeline.images)
+            )
             return dict(zip(pipeline.images, digests, strict=True))
 
     for repo, digest in asyncio.run(publish()).items():
@@ -115,8 +134,10 @@ def demo(tag: str, scale: float) -> None:
             results = promote_images(context, stage, images, progress=progress)
         moved = sum(r.bytes_uploaded for r in results)
         done = sum(1 for r in results if r.ok)
-        stderr.print(f"  {stage:8} {done}/{len(results)} images promoted or already there, "
-                     f"{moved / 1024 / 1024:.1f} MiB moved")
+        stderr.print(
+            f"  {stage:8} {done}/{len(results)} images promoted or already there, "
+            f"{moved / 1024 / 1024:.1f} MiB moved"
+        )
         for r in results:
             if not r.ok:
                 failed = True
@@ -125,7 +146,9 @@ def demo(tag: str, scale: float) -> None:
     stderr.rule("4. promotion history (from each account's own bucket)")
     print_history(context, [])
     stderr.rule()
-    stderr.print(f"The sandbox is still running. Use it: eval \"$(cloudops sandbox env)\"  "
-                 f"Stop it: cloudops sandbox down  (state in {state.root})")
+    stderr.print(
+        f'The sandbox is still running. Use it: eval "$(cloudops sandbox env)"  '
+        f"Stop it: cloudops sandbox down  (state in {state.root})"
+    )
     if failed:
         raise SystemExit(1)
