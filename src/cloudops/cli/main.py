@@ -9,6 +9,7 @@ from cloudops import __version__
 from cloudops.cli.commands import copy as copy_cmd
 from cloudops.cli.commands import history as history_cmd
 from cloudops.cli.commands import init as init_cmd
+from cloudops.cli.commands import package as package_cmd
 from cloudops.cli.commands import promote as promote_cmd
 from cloudops.cli.commands import sandbox as sandbox_cmd
 
@@ -28,6 +29,7 @@ def cli() -> None:
 cli.add_command(copy_cmd.copy)
 cli.add_command(init_cmd.init)
 cli.add_command(promote_cmd.promote)
+cli.add_command(package_cmd.package)
 cli.add_command(history_cmd.history)
 cli.add_command(sandbox_cmd.sandbox)
 cli.add_command(sandbox_cmd.demo)

@@ -9,8 +9,10 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import random
 import tarfile
+import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -117,3 +119,28 @@ async def publish_image(writer: RegistryWriter, repository: str, version: str, *
     if current is None:
         await writer.put_manifest(repository, version, manifest, OCI_MANIFEST)
     return digest
+
+
+def build_package(path: str | os.PathLike[str], version: str, *, size: int = 2 * 1024 * 1024) -> None:
+    """A synthetic deployment package zip: webapps/, database/ and tools/ with the
+    data-population CLI (commands reset-db, update-db, filter-data). ``size`` bytes of
+    incompressible webapp content, written in blocks (never held whole in memory)."""
+    block = 1024 * 1024
+    rng = random.Random(f"package-{version}")
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        with archive.open("webapps/ep-cortex.war", "w", force_zip64=True) as war:
+            left = size
+            while left > 0:
+                chunk = rng.randbytes(min(block, left))
+                war.write(chunk)
+                left -= len(chunk)
+        archive.writestr(
+            "database/ep-schema.sql",
+            f"-- Elastic Path schema {version}\nCREATE TABLE tsetting (uidpk BIGINT);\n",
+        )
+        archive.writestr(
+            "tools/data-population-cli/bin/data-population.sh",
+            "#!/bin/sh\n# Elastic Path Data Population Tool: reset-db | update-db | filter-data\n"
+            'case "$1" in reset-db|update-db|filter-data) echo "data-population $1";; *) exit 2;; esac\n',
+        )
+        archive.writestr("tools/data-population-cli/VERSION", f"{version}\n")

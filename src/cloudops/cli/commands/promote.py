@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from cloudops.cli import exit_codes
@@ -65,29 +67,139 @@ def _source_of(pipeline_file: str | None, to: str, source: str | None) -> str | 
     return pipeline.previous_stage(to) if to in pipeline.stages else None
 
 
-def _finish(results: list[ImagePromotion], *, as_json: bool, dry_run: bool) -> None:
-    if as_json:
-        emit_json(
-            {"ok": all(r.ok for r in results), "dry_run": dry_run, "images": [r.as_dict() for r in results]}
-        )
+def _image_lines(results: list[ImagePromotion]) -> list[str]:
+    lines = []
     for r in results:
         name = f"{r.repository}:{r.tag}"
         route = f"{r.route.source} -> {r.route.destination}"
         digest = (r.source_digest or "")[:19]
         if r.status == "planned":
-            stderr.print(f"[cyan]plan[/] {name} {route}: {r.action} {digest}")
+            lines.append(f"[cyan]plan[/] {name} {route}: {r.action} {digest}")
         elif r.status == "promoted":
-            stderr.print(
+            lines.append(
                 f"[green]✓[/] {name} {route}: promoted {digest} "
                 f"({human_bytes(r.bytes_uploaded)} moved, verified)"
             )
         elif r.status == "already-promoted":
-            stderr.print(f"[green]=[/] {name} {route}: already promoted {digest} (nothing written)")
-        elif r.error is not None:
-            report_error(r.error, f"{name} {route}: ")
-    failed = [r for r in results if not r.ok]
-    if failed:
-        codes = {exit_codes.for_error(r.error) for r in failed if r.error is not None}
-        if exit_codes.REFUSED in codes:
-            raise SystemExit(exit_codes.REFUSED)
-        raise SystemExit(codes.pop() if len(codes) == 1 else exit_codes.FAILED)
+            lines.append(f"[green]=[/] {name} {route}: already promoted {digest} (nothing written)")
+    return lines
+
+
+def _report_failures(results: list[ImagePromotion]) -> int:
+    """Print each failure with its fix; return the exit code for the run."""
+    codes = set()
+    for r in results:
+        if r.error is not None:
+            report_error(r.error, f"{r.repository}:{r.tag} {r.route.source} -> {r.route.destination}: ")
+            codes.add(exit_codes.for_error(r.error))
+        elif not r.ok:
+            codes.add(exit_codes.FAILED)
+    if not codes:
+        return exit_codes.OK
+    if exit_codes.REFUSED in codes:
+        return exit_codes.REFUSED
+    return codes.pop() if len(codes) == 1 else exit_codes.FAILED
+
+
+def _finish(results: list[ImagePromotion], *, as_json: bool, dry_run: bool) -> None:
+    if as_json:
+        emit_json(
+            {"ok": all(r.ok for r in results), "dry_run": dry_run, "images": [r.as_dict() for r in results]}
+        )
+    for line in _image_lines(results):
+        stderr.print(line)
+    code = _report_failures(results)
+    if code:
+        raise SystemExit(code)
+
+
+@promote.command("package")
+@click.option("--to", "to", required=True, metavar="ACCOUNT", help="Destination account (stage).")
+@click.option(
+    "--version", "version", metavar="V", help="Package version (default: the source's current one)."
+)
+@click.option("--from", "source", metavar="ACCOUNT", help="Source account (default: the stage before --to).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@pipeline_option
+@source_credentials_option
+@handles_errors
+def promote_package_cmd(
+    to: str,
+    version: str | None,
+    source: str | None,
+    dry_run: bool,
+    as_json: bool,
+    pipeline_file: str | None,
+    source_credentials_env: str | None,
+) -> None:
+    """Copy a deployment package version from the previous stage's bucket into --to's bucket.
+
+    Read with the source account's credentials, written with the destination's, streamed
+    (multipart for large packages, parts in parallel, memory bounded) and verified by
+    SHA-256 end to end. The destination's current pointer moves only after the new version
+    is fully there and verified. Identical content already there: nothing copied."""
+    from cloudops.cli.commands.package import _finish_package, transfer_settings
+    from cloudops.package import promote_package
+
+    context = build_context(
+        pipeline_file,
+        source_account=_source_of(pipeline_file, to, source),
+        source_env_prefix=source_credentials_env,
+    )
+    result = promote_package(
+        context, to, version=version, source=source, dry_run=dry_run, settings=transfer_settings()
+    )
+    _finish_package(result, as_json)
+
+
+@promote.command("release")
+@click.option("--to", "to", required=True, metavar="ACCOUNT", help="Destination account (stage).")
+@click.option(
+    "--release",
+    "release_file",
+    required=True,
+    metavar="FILE",
+    type=click.Path(path_type=Path),
+    help="Release file: images (tags, optional digests) and a package version.",
+)
+@click.option("--from", "source", metavar="ACCOUNT", help="Source account (default: the stage before --to).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@pipeline_option
+@source_credentials_option
+@handles_errors
+def promote_release_cmd(
+    to: str,
+    release_file: Path,
+    source: str | None,
+    dry_run: bool,
+    as_json: bool,
+    pipeline_file: str | None,
+    source_credentials_env: str | None,
+) -> None:
+    """Promote every image and the package a release file names into --to, then write one
+    release record. If any part fails the release is reported failed (exit 1), nothing
+    already present is damaged, and a re-run completes it."""
+    from cloudops.release import promote_release
+
+    context = build_context(
+        pipeline_file,
+        source_account=_source_of(pipeline_file, to, source),
+        source_env_prefix=source_credentials_env,
+    )
+    with CopyProgressDisplay(f"release -> {to}", quiet=as_json) as progress:
+        result = promote_release(context, to, release_file, source=source, dry_run=dry_run, progress=progress)
+    if as_json:
+        emit_json(result.as_dict())
+    for line in _image_lines(result.images):
+        stderr.print(line)
+    _report_failures(result.images)
+    if result.package is not None:
+        from cloudops.cli.commands.package import describe_package
+
+        describe_package(result.package)
+    verdict = "[green]complete[/]" if result.ok else "[red]FAILED[/] (run again to complete it)"
+    stderr.print(f"release {result.release} -> {to}: {verdict}")
+    if not result.ok:
+        raise SystemExit(exit_codes.FAILED)

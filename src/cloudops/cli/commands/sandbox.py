@@ -89,13 +89,14 @@ def demo(tag: str, scale: float) -> None:
     the history. The sandbox keeps running afterwards."""
     from cloudops.cli.commands.history import print_history
     from cloudops.cli.progress import CopyProgressDisplay
+    from cloudops.package import publish_package
     from cloudops.pipeline.context import PipelineContext
     from cloudops.pipeline.init import init_account
     from cloudops.pipeline.model import load_pipeline
-    from cloudops.pipeline.promote import ImageSpec, promote_images
     from cloudops.registry import RegistryPool
+    from cloudops.release import promote_release
     from cloudops.sandbox import world
-    from cloudops.sandbox.seed import publish_image
+    from cloudops.sandbox.seed import build_package, publish_image
 
     stderr.rule("[bold]cloudops demo: the embedded sandbox")
     state = world.up(sandbox_root())
@@ -126,24 +127,40 @@ def demo(tag: str, scale: float) -> None:
     for repo, digest in asyncio.run(publish()).items():
         stderr.print(f"  {repo}:{tag} {digest[:19]}")
 
-    stderr.rule("3. promote by digest through every stage")
-    images = [ImageSpec(r, tag) for r in pipeline.images]
+    stderr.rule(f"3. publish deployment package {tag} into the build account")
+    package_file = state.root / f"ext-deployment-package-{tag}.zip"
+    build_package(package_file, tag, size=max(1, int(4 * 1024 * 1024 * scale)))
+    published = publish_package(context, package_file, tag)
+    stderr.print(f"  package {tag}: {published.status} (sha256 {published.sha256[:16]}…)")
+    release_file = state.root / f"release-{tag}.yaml"
+    release_file.write_text(
+        f'release: "{tag}"\nimages:\n'
+        + "".join(f"  - {{repository: {r}, tag: \"{tag}\"}}\n" for r in pipeline.images)
+        + f'package: {{version: "{tag}"}}\n'
+    )
+
+    stderr.rule("4. promote the release (images by digest + package) through every stage")
     failed = False
     for stage in pipeline.stages[1:]:
-        with CopyProgressDisplay(f"{pipeline.previous_stage(stage)} -> {stage}") as progress:
-            results = promote_images(context, stage, images, progress=progress)
-        moved = sum(r.bytes_uploaded for r in results)
-        done = sum(1 for r in results if r.ok)
+        with CopyProgressDisplay(f"{pipeline.previous_stage(stage)} -> {stage}", quiet=True) as progress:
+            release = promote_release(context, stage, release_file, progress=progress)
+        moved = sum(r.bytes_uploaded for r in release.images)
+        moved += release.package.bytes_uploaded if release.package else 0
+        done = sum(1 for r in release.images if r.ok)
+        package_status = release.package.status if release.package else "none"
         stderr.print(
-            f"  {stage:8} {done}/{len(results)} images promoted or already there, "
-            f"{moved / 1024 / 1024:.1f} MiB moved"
+            f"  {stage:8} images {done}/{len(release.images)} promoted or already there, "
+            f"package {package_status}, {moved / 1024 / 1024:.1f} MiB moved: "
+            + ("[green]complete[/]" if release.ok else "[red]FAILED[/]")
         )
-        for r in results:
+        for r in release.images:
             if not r.ok:
-                failed = True
                 stderr.print(f"  [red]✗ {r.repository}:{r.tag}: {r.error}[/]")
+        if release.package is not None and release.package.error is not None:
+            stderr.print(f"  [red]✗ package: {release.package.error}[/]")
+        failed = failed or not release.ok
 
-    stderr.rule("4. promotion history (from each account's own bucket)")
+    stderr.rule("5. promotion history (from each account's own bucket)")
     print_history(context, [])
     stderr.rule()
     stderr.print(
