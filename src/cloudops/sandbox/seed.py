@@ -127,20 +127,25 @@ def build_package(path: str | os.PathLike[str], version: str, *, size: int = 2 *
     incompressible webapp content, written in blocks (never held whole in memory)."""
     block = 1024 * 1024
     rng = random.Random(f"package-{version}")
+
+    def entry(name: str) -> zipfile.ZipInfo:
+        # A fixed timestamp makes the zip reproducible: building it twice gives one sha256.
+        return zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-        with archive.open("webapps/ep-cortex.war", "w", force_zip64=True) as war:
+        with archive.open(entry("webapps/ep-cortex.war"), "w", force_zip64=True) as war:
             left = size
             while left > 0:
                 chunk = rng.randbytes(min(block, left))
                 war.write(chunk)
                 left -= len(chunk)
         archive.writestr(
-            "database/ep-schema.sql",
+            entry("database/ep-schema.sql"),
             f"-- Elastic Path schema {version}\nCREATE TABLE tsetting (uidpk BIGINT);\n",
         )
         archive.writestr(
-            "tools/data-population-cli/bin/data-population.sh",
+            entry("tools/data-population-cli/bin/data-population.sh"),
             "#!/bin/sh\n# Elastic Path Data Population Tool: reset-db | update-db | filter-data\n"
             'case "$1" in reset-db|update-db|filter-data) echo "data-population $1";; *) exit 2;; esac\n',
         )
-        archive.writestr("tools/data-population-cli/VERSION", f"{version}\n")
+        archive.writestr(entry("tools/data-population-cli/VERSION"), f"{version}\n")
