@@ -21,7 +21,8 @@ from cloudops.registry.transport import RegistryTransport
 @dataclass(frozen=True)
 class TransportSettings:
     insecure_hosts: frozenset[str] = frozenset()
-    """Hosts reached over plain HTTP. Every other host is HTTPS with verification."""
+    """Hosts reached over HTTPS without certificate verification, or plain HTTP when they
+    do not speak TLS. Every other host is HTTPS with verification."""
     ca_bundle: Path | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_connections: int = 32
@@ -42,6 +43,7 @@ class RegistryPool:
         self.settings = settings or TransportSettings()
         self._keychain = keychain or MultiKeychain([])
         self._client: httpx.AsyncClient | None = None
+        self._unverified: httpx.AsyncClient | None = None
         self._transports: dict[str, RegistryTransport] = {}
 
     async def __aenter__(self) -> RegistryPool:
@@ -54,7 +56,13 @@ class RegistryPool:
                     f"cannot read CA bundle {self.settings.ca_bundle}",
                     hint="pass a PEM file with the certificate authority",
                 ) from None
-        self._client = httpx.AsyncClient(
+        self._client = self._new_client(verify)
+        if self.settings.insecure_hosts:
+            self._unverified = self._new_client(False)
+        return self
+
+    def _new_client(self, verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
             verify=verify,
             timeout=httpx.Timeout(
                 self.settings.read_timeout, connect=self.settings.connect_timeout, pool=None
@@ -66,7 +74,6 @@ class RegistryPool:
             headers={"User-Agent": "cloudops"},
             trust_env=False,
         )
-        return self
 
     async def __aexit__(
         self,
@@ -74,21 +81,23 @@ class RegistryPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in (self._client, self._unverified):
+            if client is not None:
+                await client.aclose()
+        self._client = self._unverified = None
 
     def _transport(self, host: str) -> RegistryTransport:
         if self._client is None:
             raise RuntimeError("RegistryPool used outside 'async with'")
         transport = self._transports.get(host)
         if transport is None:
+            insecure = host in self.settings.insecure_hosts
             transport = RegistryTransport(
                 host,
-                self._client,
+                self._unverified if insecure and self._unverified is not None else self._client,
                 self._keychain,
                 self.settings.retry,
-                plain_http=host in self.settings.insecure_hosts,
+                insecure=insecure,
             )
             self._transports[host] = transport
         return transport

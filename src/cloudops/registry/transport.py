@@ -50,11 +50,14 @@ class RegistryTransport:
         keychain: Keychain,
         retry: RetryPolicy,
         *,
-        plain_http: bool,
+        insecure: bool,
     ):
         self.host = host
-        self.base_url = f"{'http' if plain_http else 'https'}://{host}"
-        self.plain_http = plain_http
+        # Every registry is HTTPS. A host the user named insecure is tried over HTTPS
+        # without verification first, then over plain HTTP if it does not speak TLS (what
+        # docker and skopeo do for insecure registries).
+        self.base_url = f"https://{host}"
+        self._may_downgrade = insecure
         self._client = client
         self._keychain = keychain
         self.retry = retry
@@ -235,7 +238,18 @@ class RegistryTransport:
             try:
                 response = await self._client.send(request, stream=True, follow_redirects=follow_redirects)
             except httpx.HTTPError as exc:
-                raise _connection_error(exc, self.host) from None
+                error = _connection_error(exc, self.host)
+                downgraded = self.base_url.startswith("http://")  # by a concurrent request
+                if (
+                    isinstance(error, InsecureRegistryError)
+                    and (self._may_downgrade or downgraded)
+                    and request.url.scheme == "https"
+                    and round_ < 2
+                ):
+                    self._may_downgrade = False
+                    self.base_url = f"http://{self.host}"
+                    continue
+                raise error from None
             if response.status_code == 401 and replayable and round_ < 2:
                 challenge_header = response.headers.get("www-authenticate")
                 await response.aclose()

@@ -34,7 +34,8 @@ registry_options = [
         "insecure",
         multiple=True,
         metavar="HOST",
-        help="Reach HOST over plain HTTP (repeatable). Every other registry is HTTPS, verified.",
+        help="Trust HOST without TLS verification, or over plain HTTP if it has no TLS (repeatable). "
+        "Every other registry is HTTPS, verified.",
     ),
     click.option(
         "--ca-bundle",
