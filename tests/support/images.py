@@ -45,6 +45,8 @@ def random_layer(size: int, *, oci: bool = False, seed: int | None = None) -> Bl
 
 @dataclass
 class TestImage:
+    __test__ = False  # a test fixture type, not a test class
+
     """A single-platform image (manifest + config + layers) or an index of them."""
 
     manifest: bytes

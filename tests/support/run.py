@@ -12,6 +12,7 @@ from cloudops.copy import CopyEngine, CopyReport, CopyRequest
 from cloudops.refs import parse_reference
 from cloudops.registry import RegistryPool, TransportSettings
 from cloudops.registry.auth import Keychain
+from cloudops.registry.retry import RetryPolicy
 
 
 def copy_images(
@@ -21,11 +22,13 @@ def copy_images(
     keychain: Keychain | None = None,
     allow_tag_move: bool = True,
     concurrency: int = 8,
+    retry: RetryPolicy | None = None,
 ) -> CopyReport:
     requests = [CopyRequest(parse_reference(s), parse_reference(d)) for s, d in pairs]
 
     async def go() -> CopyReport:
-        async with RegistryPool(keychain, TransportSettings.build(insecure)) as pool:
+        settings = TransportSettings.build(insecure, retry=retry or RetryPolicy())
+        async with RegistryPool(keychain, settings) as pool:
             engine = CopyEngine(pool, concurrency=concurrency)
             return await engine.copy(requests, allow_tag_move=allow_tag_move)
 

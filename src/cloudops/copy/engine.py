@@ -370,9 +370,17 @@ class CopyEngine:
                     result.blobs_uploaded += 1
                     result.bytes_uploaded += stats.nbytes
             dst = self._pool.writer(request.destination.registry)
-            for push in plan.pushes:
-                await dst.put_manifest(push.repository, push.reference, push.raw, push.media_type)
-                result.manifests_pushed += 1
+            try:
+                for push in plan.pushes:
+                    await dst.put_manifest(push.repository, push.reference, push.raw, push.media_type)
+                    result.manifests_pushed += 1
+            except RegistryError:
+                # Another run may have written the same digest under the tag meanwhile (an
+                # immutable repository then refuses ours): that is success, not a write.
+                if await self._tag_has(dst, plan):
+                    result.status = "up-to-date"
+                    return result
+                raise
             await self._verify(dst, plan)
             result.status = "copied"
             return result
@@ -385,6 +393,15 @@ class CopyEngine:
         finally:
             result.seconds = time.monotonic() - started
             self._progress.image_finished(result)
+
+    async def _tag_has(self, dst: RegistryWriter, plan: ImagePlan) -> bool:
+        if plan.request.destination.tag is None:
+            return False
+        try:
+            head = await dst.head_manifest(plan.request.destination.repository, plan.request.destination.tag)
+        except RegistryError:
+            return False
+        return head is not None and head.digest == plan.digest
 
     async def _verify(self, dst: RegistryWriter, plan: ImagePlan) -> None:
         """Read the destination back: the tag must now name the source digest."""

@@ -30,6 +30,8 @@ class RegistryErrorCode:
 
 class RegistryError(CloudopsError):
     retryable: bool = False
+    exhausted: bool = False
+    """Set once a retry policy gave up on this error, so no outer layer retries it again."""
 
     def __init__(
         self,

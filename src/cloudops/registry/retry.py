@@ -33,7 +33,9 @@ class RetryPolicy:
         return float(backoff * (0.5 + random.random() / 2))
 
     def should_retry(self, error: BaseException) -> bool:
-        return isinstance(error, RegistryError) and error.retryable
+        # An error that already used up a policy's retries is not retried again by an
+        # outer layer (the engine's whole-blob retry): attempts never multiply.
+        return isinstance(error, RegistryError) and error.retryable and not error.exhausted
 
     async def run(self, operation: Callable[[], Awaitable[T]]) -> T:
         started = time.monotonic()
@@ -42,10 +44,11 @@ class RetryPolicy:
             try:
                 return await operation()
             except RegistryError as error:
-                if not self.should_retry(error) or attempt >= self.attempts:
+                if not self.should_retry(error):
                     raise
                 pause = self.delay(attempt, error.retry_after)
-                if time.monotonic() - started + pause > self.total_seconds:
+                if attempt >= self.attempts or time.monotonic() - started + pause > self.total_seconds:
+                    error.exhausted = True
                     raise
                 await asyncio.sleep(pause)
                 attempt += 1

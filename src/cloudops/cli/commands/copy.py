@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from cloudops.cli import exit_codes
+from cloudops.cli.context import retry_policy
 from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, stderr
 from cloudops.cli.progress import CopyProgressDisplay
 from cloudops.copy import CopyEngine, CopyReport, CopyRequest
@@ -159,7 +160,7 @@ def copy(
         static.update(_env_credentials(dest_creds_env, request.destination.registry))
     keychains: list[Keychain] = [StaticKeychain(static)]
     keychains.append(DockerConfigKeychain([authfile]) if authfile else DockerConfigKeychain())
-    settings = TransportSettings.build(insecure, ca_bundle)
+    settings = TransportSettings.build(insecure, ca_bundle, retry=retry_policy())
 
     report = asyncio.run(_run(requests, MultiKeychain(keychains), settings, concurrency, quiet or as_json))
     if as_json:
