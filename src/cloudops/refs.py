@@ -57,7 +57,7 @@ _HINT = (
 
 
 def validate_repository(repository: str) -> str:
-    if not repository or not _REPOSITORY_RE.match(repository):
+    if not repository or not _REPOSITORY_RE.fullmatch(repository):
         raise ReferenceError(
             f"invalid repository name {repository!r}",
             hint="use lowercase path components of letters, digits and . _ - separated by /",
@@ -66,7 +66,7 @@ def validate_repository(repository: str) -> str:
 
 
 def validate_tag(tag: str) -> str:
-    if not _TAG_RE.match(tag):
+    if not _TAG_RE.fullmatch(tag):
         raise ReferenceError(
             f"invalid tag {tag!r}",
             hint="a tag is 1-128 characters of letters, digits, _ . - and cannot start with . or -",
@@ -75,15 +75,15 @@ def validate_tag(tag: str) -> str:
 
 
 def validate_digest(digest: str) -> str:
-    if not _DIGEST_RE.match(digest):
+    if not _DIGEST_RE.fullmatch(digest):
         raise ReferenceError(f"invalid digest {digest!r}", hint="expected sha256:<64 hex digits>")
-    if digest.startswith("sha256:") and not _SHA256_RE.match(digest):
+    if digest.startswith("sha256:") and not _SHA256_RE.fullmatch(digest):
         raise ReferenceError(f"invalid digest {digest!r}", hint="expected sha256:<64 hex digits>")
     return digest
 
 
 def _validate_host(host: str) -> str:
-    if not _HOST_RE.match(host):
+    if not _HOST_RE.fullmatch(host):
         raise ReferenceError(f"invalid registry host {host!r}", hint=_HINT)
     port = host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else None
     if port is not None and not 0 < int(port) < 65536:
@@ -209,16 +209,16 @@ class EcrRegistry:
 
 
 def ecr_host(account_id: str, region: str) -> str:
-    if not _ACCOUNT_RE.match(account_id):
+    if not _ACCOUNT_RE.fullmatch(account_id):
         raise ReferenceError(f"invalid AWS account id {account_id!r}", hint="expected 12 digits")
-    if not _REGION_RE.match(region):
+    if not _REGION_RE.fullmatch(region):
         raise ReferenceError(f"invalid AWS region {region!r}", hint="e.g. us-west-2")
     return f"{account_id}.dkr.ecr.{region}.amazonaws.com"
 
 
 def parse_ecr_host(host: str) -> EcrRegistry | None:
     """The account and region of an ECR host, or None when ``host`` is not an ECR host."""
-    match = _ECR_HOST_RE.match(host.lower())
+    match = _ECR_HOST_RE.fullmatch(host.lower())
     if not match:
         return None
     return EcrRegistry(match["account"], match["region"])
@@ -239,7 +239,7 @@ class S3Uri:
 
 
 def validate_bucket(bucket: str) -> str:
-    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise ReferenceError(
             f"invalid S3 bucket name {bucket!r}",
             hint="3-63 lowercase letters, digits, dots and hyphens",

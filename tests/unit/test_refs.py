@@ -12,6 +12,7 @@ from cloudops.refs import (
     parse_ecr_host,
     parse_reference,
     parse_s3_uri,
+    validate_tag,
 )
 
 DIGEST = "sha256:" + "ab" * 32
@@ -131,3 +132,13 @@ def test_arbitrary_text_parses_or_fails_with_reference_error(text: str) -> None:
     except ReferenceError:
         return
     assert parse_reference(str(parsed)) == parsed
+
+
+@pytest.mark.parametrize(
+    "text", ["localhost:5000/x:1.0\n", "localhost:5000/x\n:1", "localhost:5000/x@sha256:" + "a" * 64 + "\n"]
+)
+def test_trailing_newlines_are_not_accepted(text: str) -> None:
+    with pytest.raises(ReferenceError):
+        parse_reference(text)
+    with pytest.raises(ReferenceError):
+        validate_tag("1.0\n")

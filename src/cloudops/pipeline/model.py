@@ -75,14 +75,14 @@ class Account(_Strict):
     def _account_id(cls, value: Any) -> Any:
         if isinstance(value, int):
             raise ValueError("account_id must be quoted (YAML drops leading zeros of numbers)")
-        if not isinstance(value, str) or not ACCOUNT_ID_RE.match(value):
+        if not isinstance(value, str) or not ACCOUNT_ID_RE.fullmatch(value):
             raise ValueError("account_id must be 12 digits, quoted")
         return value
 
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if not REGION_RE.match(value):
+        if not REGION_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not an AWS region (e.g. us-west-2)")
         return value
 
@@ -259,7 +259,7 @@ def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
     """Meaning, after shape: each problem with the YAML path it belongs to."""
     problems: list[tuple[tuple[Any, ...], str]] = []
     for name in pipeline.accounts:
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             problems.append(
                 (("accounts", name), f"account name {name!r} must be lowercase letters, digits, -")
             )

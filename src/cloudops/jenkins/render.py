@@ -1,0 +1,83 @@
+"""Render a destination account's Jenkins jobs and write them out, one directory per job:
+
+    OUT/cloudops-promote-image-into-qa/
+        Jenkinsfile         declarative pipeline, embedding the shell step verbatim
+        promote-image.sh    the shell step alone (the text the Jenkinsfile runs)
+        job.yaml            jenkins-job-builder definition (includes the Jenkinsfile)
+        config.xml          what jenkins-job-builder renders from job.yaml
+    OUT/cloudops-promote-package-into-qa/ ...
+    OUT/cloudops-promote-release-into-qa/ ...
+
+Everything is rendered before the first file is written: a failure leaves OUT untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudops.errors import InputError
+from cloudops.jenkins.jenkinsfile import jenkinsfile
+from cloudops.jenkins.jjb import JENKINSFILE, config_xml, job_yaml
+from cloudops.jenkins.jobs import JobSpec, job_specs
+from cloudops.jenkins.shell import shell_step
+from cloudops.pipeline.model import Pipeline
+
+
+@dataclass(frozen=True)
+class RenderedJob:
+    spec: JobSpec
+    script: str
+    jenkinsfile: str
+    job_yaml: str
+    config_xml: str
+
+    def files(self) -> dict[str, str]:
+        """File name -> content, inside the job's directory."""
+        return {
+            JENKINSFILE: self.jenkinsfile,
+            self.spec.script_name: self.script,
+            "job.yaml": self.job_yaml,
+            "config.xml": self.config_xml,
+        }
+
+
+def render_account(pipeline: Pipeline, account: str) -> list[RenderedJob]:
+    """Every job of destination ``account``; refused (exit 3) for the build account."""
+    rendered = []
+    for spec in job_specs(pipeline, account):
+        script = shell_step(spec)
+        pipeline_script = jenkinsfile(spec, script)
+        definition = job_yaml(spec)
+        rendered.append(
+            RenderedJob(spec, script, pipeline_script, definition, config_xml(definition, pipeline_script))
+        )
+    return rendered
+
+
+def write_rendered(jobs: list[RenderedJob], out: Path) -> dict[str, list[Path]]:
+    """Write each job into OUT/<job name>/; returns job name -> files written."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    written: dict[str, list[Path]] = {}
+    try:
+        for job in jobs:
+            directory = out / job.spec.name
+            directory.mkdir(parents=True, exist_ok=True)
+            paths = []
+            for name, content in job.files().items():
+                path = directory / name
+                tmp = path.with_name(f".{name}.tmp")
+                tmp.write_text(content)
+                if name.endswith(".sh"):
+                    tmp.chmod(0o755)
+                os.replace(tmp, path)  # a reader never sees half a file
+                paths.append(path)
+            written[job.spec.name] = paths
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the jobs under {out}: {exc.strerror or type(exc).__name__}",
+            hint="choose a directory you can write with --out",
+        ) from None
+    return written

@@ -1,0 +1,539 @@
+"""The destination accounts' Jenkins jobs: rendered from the sandbox's pipeline, loaded by
+jenkins-job-builder's own CLI, and their shell step run exactly as Jenkins runs it (same
+environment: parameters, the AWS credentials binding's variables, WORKSPACE, BUILD_URL ...)
+against the sandbox, with the agent's own AWS credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cloudops.cli.main import cli
+from cloudops.oci import ACCEPT_MANIFESTS
+from cloudops.pipeline.context import PipelineContext
+from cloudops.pipeline.init import init_account
+from cloudops.sandbox import world
+from tests.support.run import assert_clean_failure, cloudops
+from tests.support.sandbox import assumed_keys, context_for, publish, registry_token, running_sandbox
+
+DESTINATIONS = ("qa", "preprod", "prod")
+KINDS = ("image", "package", "release")
+PARAMETERS = {
+    "image": [
+        ("com.cloudbees.plugins.credentials.CredentialsParameterDefinition", "SOURCE_ACCOUNT_CREDENTIALS"),
+        ("hudson.model.ChoiceParameterDefinition", "ECR_REPOSITORY"),
+        ("hudson.model.StringParameterDefinition", "IMAGE_TAG"),
+    ],
+    "package": [
+        ("com.cloudbees.plugins.credentials.CredentialsParameterDefinition", "SOURCE_ACCOUNT_CREDENTIALS"),
+        ("hudson.model.StringParameterDefinition", "PACKAGE_VERSION"),
+    ],
+    "release": [
+        ("com.cloudbees.plugins.credentials.CredentialsParameterDefinition", "SOURCE_ACCOUNT_CREDENTIALS"),
+        ("hudson.model.StringParameterDefinition", "RELEASE_FILE"),
+    ],
+}
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[world.SandboxState]:
+    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as state:
+        yield state
+
+
+@pytest.fixture
+def ctx(sandbox: world.SandboxState) -> PipelineContext:
+    world.reset(sandbox)
+    context = context_for(sandbox.pipeline)
+    for account in ("build", "qa"):  # the jobs run here promote build -> qa
+        init_account(context, account)
+    return context
+
+
+@pytest.fixture(scope="module")
+def agent_pipeline(sandbox: world.SandboxState, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sandbox's pipeline as a destination's Jenkins agent has it: the destinations
+    take the default credential chain (the agent's own keys), endpoints stay the sandbox's."""
+    data = yaml.safe_load(sandbox.pipeline.read_text())
+    for account in data["accounts"].values():
+        if not account.get("builds_images"):
+            account.pop("credentials", None)
+    path = tmp_path_factory.mktemp("agent") / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@dataclass(frozen=True)
+class Rendered:
+    out: Path
+    secrets: tuple[str, ...]
+    """AWS key material that was in the environment while the jobs were rendered."""
+
+
+@pytest.fixture(scope="module")
+def rendered(
+    sandbox: world.SandboxState, agent_pipeline: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Rendered:
+    """Every destination's jobs, rendered by the CLI (in this process: one import, not
+    three) in an environment full of AWS keys, as on a machine that has some."""
+    keys = assumed_keys(sandbox, "qa")
+    env = {
+        **keys,
+        "SOURCE_AWS_ACCESS_KEY_ID": keys["AWS_ACCESS_KEY_ID"],
+        "SOURCE_AWS_SECRET_ACCESS_KEY": "x" * 40,
+    }
+    out = tmp_path_factory.mktemp("jobs")
+    for account in DESTINATIONS:
+        args = [
+            "jenkins",
+            "render",
+            "--account",
+            account,
+            "--out",
+            str(out),
+            "--pipeline",
+            str(agent_pipeline),
+        ]
+        result = CliRunner().invoke(cli, args, env=env)
+        assert result.exit_code == 0, result.output
+    secrets = (keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"], keys["AWS_SESSION_TOKEN"], "x" * 40)
+    return Rendered(out, secrets)
+
+
+@pytest.fixture(scope="module")
+def jobs(rendered: Rendered) -> Path:
+    return rendered.out
+
+
+def embedded_script(jenkinsfile: str) -> str:
+    match = re.search(r"script: '''(.*?)'''\)", jenkinsfile, re.DOTALL)
+    assert match is not None, jenkinsfile
+    return match.group(1)
+
+
+def run_job(
+    job_dir: Path,
+    workspace: Path,
+    *,
+    agent: dict[str, str],
+    binding: dict[str, str],
+    params: dict[str, str],
+    pipeline: Path,
+    path: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The job's shell step as Jenkins runs it: the sh step's text, taken from the
+    Jenkinsfile, written to a durable-task script beside the workspace and executed in the
+    workspace, with the agent's environment plus what Jenkins adds for the build."""
+    script = embedded_script((job_dir / "Jenkinsfile").read_text())
+    kind = job_dir.name.split("-")[2]
+    assert script == (job_dir / f"promote-{kind}.sh").read_text()  # the artifact is the very text
+    workspace.mkdir(parents=True, exist_ok=True)
+    durable = workspace.parent / f"{workspace.name}@tmp" / "durable-0a1b2c3d"
+    durable.mkdir(parents=True, exist_ok=True)
+    (durable / "script.sh").write_text(script)
+    (durable / "script.sh").chmod(0o755)
+    home = workspace.parent / "agent-home"
+    home.mkdir(exist_ok=True)
+    env = {
+        # the agent: its PATH (cloudops installed), its own AWS keys, where its pipeline.yaml is
+        "PATH": path or f"{BIN}:/usr/bin:/bin",
+        "HOME": str(home),
+        "CLOUDOPS_PIPELINE": str(pipeline),
+        **agent,
+        # what Jenkins sets for every build step
+        "WORKSPACE": str(workspace),
+        "WORKSPACE_TMP": str(durable.parent),
+        "JENKINS_URL": "http://jenkins.example:8080/",
+        "JOB_NAME": job_dir.name,
+        "JOB_BASE_NAME": job_dir.name,
+        "JOB_URL": f"http://jenkins.example:8080/job/{job_dir.name}/",
+        "BUILD_NUMBER": "7",
+        "BUILD_ID": "7",
+        "BUILD_TAG": f"jenkins-{job_dir.name}-7",
+        "BUILD_URL": f"http://jenkins.example:8080/job/{job_dir.name}/7/",
+        "NODE_NAME": "built-in",
+        "EXECUTOR_NUMBER": "0",
+        "STAGE_NAME": f"Promote {kind}",
+        # the build's parameters (a credentials parameter's value is the credentials id)
+        "SOURCE_ACCOUNT_CREDENTIALS": "cloudops-build",
+        **params,
+        # withCredentials([AmazonWebServicesCredentialsBinding ...])
+        **binding,
+    }
+    return subprocess.run(
+        [str(durable / "script.sh")], cwd=workspace, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def iam_user_keys(sandbox: world.SandboxState, account: str, user: str) -> dict[str, str]:
+    """Long-lived access keys of an IAM user of ``account``: what a Jenkins AWS credential holds."""
+    keys = assumed_keys(sandbox, account)
+    iam = boto3.client(
+        "iam",
+        endpoint_url=sandbox.moto_url,
+        region_name=world.REGION,
+        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=keys["AWS_SESSION_TOKEN"],
+    )
+    iam.create_user(UserName=user)
+    created = iam.create_access_key(UserName=user)["AccessKey"]
+    return {"AWS_ACCESS_KEY_ID": created["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": created["SecretAccessKey"]}
+
+
+def source_binding(keys: dict[str, str]) -> dict[str, str]:
+    """The variables the binding sets: its key names, and AWS_SESSION_TOKEN for temporary keys."""
+    bound = {
+        "SOURCE_AWS_ACCESS_KEY_ID": keys["AWS_ACCESS_KEY_ID"],
+        "SOURCE_AWS_SECRET_ACCESS_KEY": keys["AWS_SECRET_ACCESS_KEY"],
+    }
+    if "AWS_SESSION_TOKEN" in keys:
+        bound["AWS_SESSION_TOKEN"] = keys["AWS_SESSION_TOKEN"]
+    return bound
+
+
+def digest_in(context: PipelineContext, account: str, repository: str, tag: str) -> str | None:
+    user, password = registry_token(context, account).split(":", 1)
+    answer = httpx.head(
+        f"http://{context.registry_host(account)}/v2/{repository}/manifests/{tag}",
+        auth=(user, password),
+        headers={"Accept": ACCEPT_MANIFESTS},
+        timeout=30,
+    )
+    if answer.status_code == 404:
+        return None
+    assert answer.status_code == 200, answer.status_code
+    return answer.headers["Docker-Content-Digest"]
+
+
+def test_jjb_loads_every_destinations_jobs_with_the_promised_parameters(jobs: Path, tmp_path: Path) -> None:
+    (tmp_path / "jenkins_jobs.ini").write_text("[job_builder]\n")
+    rendered = subprocess.run(
+        [
+            str(BIN / "jenkins-jobs"),
+            "--conf",
+            str(tmp_path / "jenkins_jobs.ini"),
+            "test",
+            "--recursive",
+            "--config-xml",
+            "-o",
+            str(tmp_path / "xml"),
+            str(jobs),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    names = {f"cloudops-promote-{kind}-into-{account}" for kind in KINDS for account in DESTINATIONS}
+    assert {p.name for p in (tmp_path / "xml").iterdir()} == names
+
+    previous = {"qa": "build", "preprod": "qa", "prod": "preprod"}
+    for account in DESTINATIONS:
+        for kind in KINDS:
+            name = f"cloudops-promote-{kind}-into-{account}"
+            xml = (tmp_path / "xml" / name / "config.xml").read_text()
+            assert xml == (jobs / name / "config.xml").read_text()  # what we shipped is what JJB makes
+            root = ET.fromstring(xml)
+            definitions = root.findall(
+                "properties/hudson.model.ParametersDefinitionProperty/parameterDefinitions/*"
+            )
+            assert [(d.tag, d.findtext("name")) for d in definitions] == PARAMETERS[kind]
+            credentials = definitions[0]
+            assert credentials.findtext("credentialType") == (
+                "com.cloudbees.jenkins.plugins.awscredentials.AWSCredentialsImpl"
+            )
+            assert credentials.findtext("defaultValue") == f"cloudops-{previous[account]}"
+            assert credentials.findtext("required") == "true"
+            if kind == "image":
+                assert [s.text for s in definitions[1].iter("string")] == world.IMAGES
+                assert definitions[2].findtext("trim") == "true"
+            flow = root.find("definition")
+            assert (
+                flow is not None
+                and flow.get("class") == "org.jenkinsci.plugins.workflow.cps.CpsFlowDefinition"
+            )
+            script = flow.findtext("script") or ""
+            assert script == (jobs / name / "Jenkinsfile").read_text()
+            assert embedded_script(script) == (jobs / name / f"promote-{kind}.sh").read_text()
+            assert 'cloudops "${args[@]}"' in script and f"promote {kind} --to {account}" in script
+            assert (
+                "withCredentials([[$class: 'AmazonWebServicesCredentialsBinding', credentialsId: "
+                "params.SOURCE_ACCOUNT_CREDENTIALS, accessKeyVariable: 'SOURCE_AWS_ACCESS_KEY_ID', "
+                "secretKeyVariable: 'SOURCE_AWS_SECRET_ACCESS_KEY']])"
+            ) in script
+
+
+def test_the_image_job_pulls_into_its_account_with_the_agents_credentials(
+    ctx: PipelineContext, sandbox: world.SandboxState, jobs: Path, agent_pipeline: Path, tmp_path: Path
+) -> None:
+    digest = publish(ctx, "build", "ep/cortex", "9.1.0")
+    source = iam_user_keys(sandbox, "build", "jenkins-source")  # the Jenkins credential: IAM user keys
+    agent = assumed_keys(sandbox, "qa")  # the agent's own role in qa
+    workspace = tmp_path / "workspace"
+
+    result = run_job(
+        jobs / "cloudops-promote-image-into-qa",
+        workspace,
+        agent=agent,
+        binding=source_binding(source),
+        params={"ECR_REPOSITORY": "ep/cortex", "IMAGE_TAG": "9.1.0"},
+        pipeline=agent_pipeline,
+    )
+
+    assert result.returncode == 0, result.stderr
+    archived = json.loads((workspace / "cloudops-result.json").read_text())
+    [image] = archived["images"]
+    assert (image["status"], image["source_digest"], image["destination_account"]) == (
+        "promoted",
+        digest,
+        "qa",
+    )
+    assert not (workspace / "cloudops-error.txt").exists()
+    assert digest_in(ctx, "qa", "ep/cortex", "9.1.0") == digest
+    log = result.stdout + result.stderr
+    for secret in (
+        source["AWS_SECRET_ACCESS_KEY"],
+        source["AWS_ACCESS_KEY_ID"],
+        agent["AWS_SECRET_ACCESS_KEY"],
+    ):
+        assert secret not in log and secret not in json.dumps(archived)
+
+
+def test_the_job_refuses_an_agent_whose_credentials_belong_to_another_account(
+    ctx: PipelineContext, sandbox: world.SandboxState, jobs: Path, agent_pipeline: Path, tmp_path: Path
+) -> None:
+    publish(ctx, "build", "ep/search", "2.0")
+    workspace = tmp_path / "workspace"
+    storage = sandbox.root / "registries" / "qa" / "storage"
+    before = {p: p.stat().st_mtime_ns for p in storage.rglob("*")}
+
+    result = run_job(
+        jobs / "cloudops-promote-image-into-qa",
+        workspace,
+        agent=assumed_keys(sandbox, "preprod"),  # qa's job on an agent of preprod
+        binding=source_binding(iam_user_keys(sandbox, "build", "jenkins-source")),
+        params={"ECR_REPOSITORY": "ep/search", "IMAGE_TAG": "2.0"},
+        pipeline=agent_pipeline,
+    )
+
+    assert result.returncode == 3, result.stderr
+    reason = (workspace / "cloudops-error.txt").read_text()  # the build's failure reason
+    assert (
+        reason.startswith("error: refusing to promote into 'qa'")
+        and "belong to account 333333333333" in reason
+    )
+    assert "fix:" in reason and "Traceback" not in result.stderr
+    assert not (workspace / "cloudops-result.json").exists()
+    assert digest_in(ctx, "qa", "ep/search", "2.0") is None
+    assert {p: p.stat().st_mtime_ns for p in storage.rglob("*")} == before  # nothing written
+
+
+def test_role_based_source_credentials_keep_their_session_token_to_themselves(
+    ctx: PipelineContext, sandbox: world.SandboxState, jobs: Path, agent_pipeline: Path, tmp_path: Path
+) -> None:
+    """A Jenkins AWS credential with an IAM role binds temporary keys and always names their
+    token AWS_SESSION_TOKEN: the step hands it to the source, not to the agent's own keys."""
+    digest = publish(ctx, "build", "ep/batch", "3.1")
+    result = run_job(
+        jobs / "cloudops-promote-image-into-qa",
+        tmp_path / "workspace",
+        agent=iam_user_keys(sandbox, "qa", "jenkins-agent"),
+        binding=source_binding(assumed_keys(sandbox, "build")),
+        params={"ECR_REPOSITORY": "ep/batch", "IMAGE_TAG": "3.1"},
+        pipeline=agent_pipeline,
+    )
+    assert result.returncode == 0, result.stderr
+    assert digest_in(ctx, "qa", "ep/batch", "3.1") == digest
+
+
+@pytest.mark.parametrize(
+    ("job", "params", "needle"),
+    [
+        ("image", {"ECR_REPOSITORY": "ep/cortex", "IMAGE_TAG": "-rf"}, "IMAGE_TAG '-rf' is not a tag"),
+        ("image", {"ECR_REPOSITORY": "ep/cortex", "IMAGE_TAG": ""}, "IMAGE_TAG '' is not a tag"),
+        ("image", {"ECR_REPOSITORY": "ep/other", "IMAGE_TAG": "1"}, "is not one of the pipeline's images"),
+        ("release", {"RELEASE_FILE": "../release.yaml"}, "must be a path inside the workspace"),
+        ("release", {"RELEASE_FILE": "/etc/release.yaml"}, "must be a path inside the workspace"),
+        ("release", {"RELEASE_FILE": "missing.yaml"}, "is not a file in the workspace"),
+    ],
+)
+def test_bad_parameters_are_refused_before_cloudops_runs(
+    jobs: Path, agent_pipeline: Path, tmp_path: Path, job: str, params: dict[str, str], needle: str
+) -> None:
+    calls = tmp_path / "calls"
+    fake = _fake_cloudops(tmp_path, calls, status=0)
+    workspace = tmp_path / "workspace"
+    result = run_job(
+        jobs / f"cloudops-promote-{job}-into-qa",
+        workspace,
+        agent={},
+        binding={},
+        params=params,
+        pipeline=agent_pipeline,
+        path=f"{fake}:/usr/bin:/bin",
+    )
+    assert result.returncode == 2, result.stderr
+    assert needle in (workspace / "cloudops-error.txt").read_text()
+    assert not calls.exists()  # cloudops never ran
+
+
+def _fake_cloudops(tmp_path: Path, calls: Path, *, status: int) -> Path:
+    """A `cloudops` that records its arguments (one per line) and the AWS variables it saw."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "cloudops"
+    fake.write_text(
+        "#!/bin/bash\n"
+        f'printf "%s\\n" "$@" > {calls}\n'
+        f'env | grep -oE "^(SOURCE_)?AWS_[A-Z_]*" | sort > {calls}.env\n'
+        "echo '{\"ok\": true}'\n"
+        + (f"echo 'error: it failed' >&2; echo '  fix: do this' >&2; exit {status}\n" if status else "")
+    )
+    fake.chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.parametrize(
+    ("job", "params", "arguments"),
+    [
+        (
+            "package",
+            {"PACKAGE_VERSION": "8.5.0-1"},
+            ["promote", "package", "--to", "qa", "--version=8.5.0-1"],
+        ),
+        ("package", {"PACKAGE_VERSION": ""}, ["promote", "package", "--to", "qa"]),
+        (
+            "release",
+            {"RELEASE_FILE": "releases/r1.yaml"},
+            ["promote", "release", "--to", "qa", "--release=releases/r1.yaml"],
+        ),
+    ],
+)
+def test_package_and_release_jobs_pass_their_parameters_as_single_arguments(
+    jobs: Path, agent_pipeline: Path, tmp_path: Path, job: str, params: dict[str, str], arguments: list[str]
+) -> None:
+    calls = tmp_path / "calls"
+    workspace = tmp_path / "workspace"
+    (workspace / "releases").mkdir(parents=True)
+    (workspace / "releases" / "r1.yaml").write_text("images: []\n")
+    result = run_job(
+        jobs / f"cloudops-promote-{job}-into-qa",
+        workspace,
+        agent={},
+        binding={
+            "SOURCE_AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE12",
+            "SOURCE_AWS_SECRET_ACCESS_KEY": "s3cr3t",
+        },
+        params=params,
+        pipeline=agent_pipeline,
+        path=f"{_fake_cloudops(tmp_path, calls, status=0)}:/usr/bin:/bin",
+    )
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().splitlines() == [*arguments, "--source-credentials-env", "SOURCE", "--json"]
+    assert (calls.parent / "calls.env").read_text().split() == [
+        "SOURCE_AWS_ACCESS_KEY_ID",
+        "SOURCE_AWS_SECRET_ACCESS_KEY",
+    ]
+    assert json.loads((workspace / "cloudops-result.json").read_text()) == {"ok": True}
+
+
+def test_the_bindings_session_token_goes_to_the_source_not_to_the_agent(
+    jobs: Path, agent_pipeline: Path, tmp_path: Path
+) -> None:
+    """Role-based AWS credentials bind temporary keys and name their token AWS_SESSION_TOKEN."""
+    calls = tmp_path / "calls"
+    result = run_job(
+        jobs / "cloudops-promote-image-into-qa",
+        tmp_path / "workspace",
+        agent={"AWS_ACCESS_KEY_ID": "AKIAAGENTAGENTAGENT1", "AWS_SECRET_ACCESS_KEY": "agent"},
+        binding={
+            "SOURCE_AWS_ACCESS_KEY_ID": "ASIASOURCESOURCESRC1",
+            "SOURCE_AWS_SECRET_ACCESS_KEY": "source",
+            "AWS_SESSION_TOKEN": "source-token",
+        },
+        params={"ECR_REPOSITORY": "ep/cortex", "IMAGE_TAG": "1"},
+        pipeline=agent_pipeline,
+        path=f"{_fake_cloudops(tmp_path, calls, status=0)}:/usr/bin:/bin",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (calls.parent / "calls.env").read_text().split() == [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "SOURCE_AWS_ACCESS_KEY_ID",
+        "SOURCE_AWS_SECRET_ACCESS_KEY",
+        "SOURCE_AWS_SESSION_TOKEN",
+    ]
+
+
+def test_a_failing_cloudops_fails_the_step_with_its_exit_code_and_message(
+    jobs: Path, agent_pipeline: Path, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "workspace"
+    result = run_job(
+        jobs / "cloudops-promote-package-into-prod",
+        workspace,
+        agent={},
+        binding={},
+        params={"PACKAGE_VERSION": "1"},
+        pipeline=agent_pipeline,
+        path=f"{_fake_cloudops(tmp_path, tmp_path / 'calls', status=4)}:/usr/bin:/bin",
+    )
+    assert result.returncode == 4
+    assert (workspace / "cloudops-error.txt").read_text() == "error: it failed\n  fix: do this\n"
+    assert "error: it failed" in result.stderr  # and the log shows the tool's own output
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_jobs_use_only_flags_the_real_commands_have(kind: str) -> None:
+    help_text = CliRunner().invoke(cli, ["promote", kind, "--help"])
+    if help_text.exit_code != 0:
+        pytest.skip(f"cloudops promote {kind} is not there yet")
+    flags = {"image": ["--repository", "--tag"], "package": ["--version"], "release": ["--release"]}[kind]
+    for flag in ["--to", "--source-credentials-env", "--json", *flags]:
+        assert flag in help_text.output, (kind, flag)
+
+
+def test_rendered_files_hold_no_secret_and_only_the_pipelines_account_ids(
+    sandbox: world.SandboxState, rendered: Rendered
+) -> None:
+    texts = [p.read_text() for p in rendered.out.rglob("*") if p.is_file()]
+    assert len(texts) == len(DESTINATIONS) * len(KINDS) * 4
+    ids = set(world.ACCOUNTS.values())
+    for text in texts:
+        for secret in rendered.secrets:
+            assert secret not in text
+        assert not re.search(r"\b(AKIA|ASIA)[A-Z0-9]{12,}", text)
+        assert set(re.findall(r"(?<![0-9])[0-9]{12}(?![0-9])", text)) <= ids
+        assert sandbox.moto_url not in text and os.environ["CLOUDOPS_PIPELINE"] not in text
+
+
+def test_rendering_for_the_build_account_is_refused_and_writes_nothing(
+    agent_pipeline: Path, tmp_path: Path
+) -> None:
+    result = cloudops(
+        "jenkins",
+        "render",
+        "--account",
+        "build",
+        "--out",
+        str(tmp_path / "out"),
+        "--pipeline",
+        str(agent_pipeline),
+    )
+    assert_clean_failure(result, 3, "'build' is the build account")
+    assert not (tmp_path / "out").exists()
