@@ -2,9 +2,9 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := docker-registry skopeo awscli
+APT_PACKAGES := docker-registry skopeo awscli chromium
 
-.PHONY: test demo lint typecheck bench sysdeps venv unit clean
+.PHONY: test demo lint typecheck bench bench-package sysdeps venv unit clean soak
 
 test: sysdeps $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -18,6 +18,9 @@ demo: sysdeps $(STAMP)
 bench: sysdeps $(STAMP)
 	$(PY) benchmarks/copy_bench.py $(BENCH_ARGS)
 
+bench-package: sysdeps $(STAMP)
+	$(PY) benchmarks/package_bench.py $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
@@ -27,12 +30,14 @@ typecheck: $(STAMP)
 
 venv: $(STAMP)
 
-# Debian packages for the real servers the tests start (registry) and the interop peers.
+# Debian packages for the real servers the tests start (registry), the interop peers, and
+# headless chromium (opens `cloudops status --html` pages in tests).
 sysdeps:
 	@missing=""; \
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
 	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
 	test -x /usr/bin/aws || missing="$$missing awscli"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -47,3 +52,7 @@ $(STAMP): pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Longer fault and kill -9 loops against the sandbox; prints a table (inconsistencies must be 0).
+soak: sysdeps $(STAMP)
+	$(PY) -m tests.soak --rounds $(or $(ROUNDS),10)

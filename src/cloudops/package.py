@@ -30,6 +30,7 @@ import botocore.exceptions
 
 from cloudops.aws.guard import require_account
 from cloudops.aws.s3 import AccountBucket
+from cloudops.aws.s3_lock import KeyLock
 from cloudops.aws.s3_stream import (
     ChecksumMismatchError,
     ResumingReader,
@@ -288,20 +289,21 @@ def publish_package(
         result.status = "already-published"
     else:
         key = store.version_key(version)
-        abort_stale_uploads(store.client, store.bucket.name, key)
-        with path.open("rb") as handle:
-            upload_stream(
-                store.client,
-                store.bucket.name,
-                key,
-                handle.read,
-                package.size,
-                expected_sha256=package.sha256,
-                metadata={"sha256": package.sha256, "version": version},
-                settings=settings or TransferSettings(),
-                progress=progress,
-            )
-        _verify_or_delete(store, key, package.sha256, package.size)
+        with KeyLock(store.client, store.bucket.name, key + ".lock", what=f"package {version} in {build!r}"):
+            abort_stale_uploads(store.client, store.bucket.name, key)
+            with path.open("rb") as handle:
+                upload_stream(
+                    store.client,
+                    store.bucket.name,
+                    key,
+                    handle.read,
+                    package.size,
+                    expected_sha256=package.sha256,
+                    metadata={"sha256": package.sha256, "version": version},
+                    settings=settings or TransferSettings(),
+                    progress=progress,
+                )
+            _verify_or_delete(store, key, package.sha256, package.size)
         result.bytes_uploaded = package.size
     stored = StoredPackage(version, store.version_key(version), package.size, package.sha256)
     if (store.current() or {}).get("version") != version:
@@ -400,25 +402,40 @@ def _promote_package(
         return
     if present is None:
         key = destination.version_key(version)
-        abort_stale_uploads(destination.client, destination.bucket.name, key)
-        reader = ResumingReader(origin.client, origin.bucket.name, source.key)
-        try:
-            upload_stream(
-                destination.client,
-                destination.bucket.name,
-                key,
-                reader.read,
-                source.size,
-                expected_sha256=source.sha256,
-                metadata={"sha256": source.sha256, "version": version, "source-account": route.source},
-                settings=settings or TransferSettings(),
-                progress=progress,
-            )
-        finally:
-            reader.close()
-        _verify_or_delete(destination, key, source.sha256, source.size)
-        result.bytes_uploaded = source.size
-        result.status = "promoted"
+        lock = KeyLock(
+            destination.client,
+            destination.bucket.name,
+            key + ".lock",
+            what=f"package {version} in {route.destination!r}",
+        )
+        with lock:
+            if destination.stored(version) is None:  # a run that held the lock may have finished
+                # Safe under the lock: any upload still open for this key is a killed run's.
+                abort_stale_uploads(destination.client, destination.bucket.name, key)
+                reader = ResumingReader(origin.client, origin.bucket.name, source.key)
+                try:
+                    upload_stream(
+                        destination.client,
+                        destination.bucket.name,
+                        key,
+                        reader.read,
+                        source.size,
+                        expected_sha256=source.sha256,
+                        metadata={
+                            "sha256": source.sha256,
+                            "version": version,
+                            "source-account": route.source,
+                        },
+                        settings=settings or TransferSettings(),
+                        progress=progress,
+                    )
+                finally:
+                    reader.close()
+                _verify_or_delete(destination, key, source.sha256, source.size)
+                result.bytes_uploaded = source.size
+                result.status = "promoted"
+            else:
+                result.status = "already-promoted"
     else:
         result.status = "already-promoted"
     if pointer.get("version") != version or pointer.get("sha256") != source.sha256:

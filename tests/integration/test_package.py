@@ -46,7 +46,7 @@ def _current(ctx: Any, account: str) -> dict[str, str] | None:
         body = _s3(ctx, account).get_object(
             Bucket=ctx.pipeline.bucket(account), Key="deployment-package/current.json"
         )
-    except Exception:  # noqa: BLE001 - absent
+    except Exception:
         return None
     return json.loads(body["Body"].read())  # type: ignore[no-any-return]
 

@@ -17,7 +17,7 @@ import base64
 import contextlib
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -28,7 +28,7 @@ from cloudops.errors import CloudopsError
 
 MiB = 1024 * 1024
 DEFAULT_PART_SIZE = 16 * MiB
-DEFAULT_THRESHOLD = 64 * MiB
+DEFAULT_THRESHOLD = 16 * MiB  # = part size: a single PUT holds at most one part in memory
 MAX_PARTS = 10_000
 
 
@@ -65,16 +65,34 @@ class UploadOutcome:
 ProgressCallback = Callable[[int], None]
 
 
+def _what(exc: BaseException) -> str:
+    """An AWS failure in words: the error code and message S3 gave, never a key."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'Unknown')}: {str(error.get('Message', ''))[:200]}"
+    return type(exc).__name__
+
+
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
-def _chunks(stream: Callable[[int], bytes], size: int) -> Iterator[bytes]:
-    while True:
-        block = stream(size)
+def _read_block(stream: Callable[[int], bytes], size: int) -> bytes:
+    """Exactly ``size`` bytes, fewer only at the end. A network read can come back short,
+    and S3 refuses a part under 5 MiB that is not the last: fill the block, copying only
+    when a read was short (a full first read is passed on as it is)."""
+    first = stream(size)
+    if len(first) >= size or not first:
+        return first
+    pieces = [first]
+    got = len(first)
+    while got < size:
+        block = stream(size - got)
         if not block:
-            return
-        yield block
+            break
+        pieces.append(block)
+        got += len(block)
+    return b"".join(pieces)
 
 
 def upload_stream(
@@ -92,22 +110,19 @@ def upload_stream(
     """Upload ``size`` bytes from ``read`` to bucket/key. With ``expected_sha256``, the
     object is committed only when the bytes hash to it."""
     if size < settings.multipart_threshold:
-        body = bytearray()
-        hasher = hashlib.sha256()
-        for block in _chunks(read, 1 * MiB):
-            hasher.update(block)
-            body.extend(block)
+        body = _read_block(read, size + 1)
+        hasher = hashlib.sha256(body)
         _check(hasher.hexdigest(), len(body), expected_sha256, size, key)
         try:
             client.put_object(
                 Bucket=bucket,
                 Key=key,
-                Body=bytes(body),
+                Body=body,
                 Metadata=metadata,
                 ChecksumSHA256=_b64(hasher.digest()),
             )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise TransferError(f"upload of s3://{bucket}/{key} failed: {type(exc).__name__}") from None
+            raise TransferError(f"upload of s3://{bucket}/{key} failed: {_what(exc)}") from None
         if progress:
             progress(len(body))
         return UploadOutcome(hasher.hexdigest(), len(body), 1)
@@ -131,9 +146,7 @@ def _multipart(
             Bucket=bucket, Key=key, Metadata=metadata, ChecksumAlgorithm="SHA256"
         )["UploadId"]
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise TransferError(
-            f"starting the upload of s3://{bucket}/{key} failed: {type(exc).__name__}"
-        ) from None
+        raise TransferError(f"starting the upload of s3://{bucket}/{key} failed: {_what(exc)}") from None
     hasher = hashlib.sha256()
     slots = threading.BoundedSemaphore(settings.workers)
     futures: list[Future[dict[str, Any]]] = []
@@ -159,13 +172,20 @@ def _multipart(
 
     try:
         with ThreadPoolExecutor(max_workers=settings.workers) as pool:
-            for number, block in enumerate(_chunks(read, part_size), 1):
+            number = 0
+            while True:
+                # Take a slot BEFORE reading the next part: at most `workers` parts exist.
+                slots.acquire()
+                block = _read_block(read, part_size)
+                if not block:
+                    slots.release()
+                    break
+                number += 1
                 hasher.update(block)
                 total += len(block)
-                slots.acquire()  # bounds memory: at most `workers` parts in flight
                 futures.append(pool.submit(send, number, block))
-                failed = next((f for f in futures if f.done() and f.exception()), None)
-                if failed is not None:
+                del block
+                if any(f.done() and f.exception() for f in futures) or total >= size + 1:
                     break
             parts = [f.result() for f in futures]
         _check(hasher.hexdigest(), total, expected_sha256, size, key)
@@ -181,7 +201,7 @@ def _multipart(
             raise
         if isinstance(exc, botocore.exceptions.BotoCoreError | botocore.exceptions.ClientError):
             raise TransferError(
-                f"upload of s3://{bucket}/{key} failed: {type(exc).__name__}",
+                f"upload of s3://{bucket}/{key} failed: {_what(exc)}",
                 hint="nothing was written; run again",
             ) from None
         raise
@@ -253,8 +273,7 @@ class ResumingReader:
                 self._body = None
                 if attempt == self._retries:
                     raise TransferError(
-                        f"reading s3://{self._bucket}/{self._key} broke at byte {self._offset}: "
-                        f"{type(exc).__name__}",
+                        f"reading s3://{self._bucket}/{self._key} broke at byte {self._offset}: {_what(exc)}",
                         hint="the network dropped the stream and retries ran out; run again",
                     ) from None
         return b""

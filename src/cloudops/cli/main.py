@@ -1,20 +1,52 @@
 """The `cloudops` command. Each command binds flags to a library call; errors become one
-line on stderr and a documented exit code (cli/exit_codes.py)."""
+line on stderr and a documented exit code (cli/exit_codes.py).
+
+Commands are imported only when run (or listed by --help): every Jenkins step is a new
+process, and importing boto3, httpx and jenkins-job-builder for a command that needs none
+of them costs seconds and tens of MiB.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from cloudops import __version__
-from cloudops.cli.commands import copy as copy_cmd
-from cloudops.cli.commands import history as history_cmd
-from cloudops.cli.commands import init as init_cmd
-from cloudops.cli.commands import package as package_cmd
-from cloudops.cli.commands import promote as promote_cmd
-from cloudops.cli.commands import sandbox as sandbox_cmd
+
+# name -> (module under cloudops.cli.commands, attribute)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "copy": ("copy", "copy"),
+    "init": ("init", "init"),
+    "promote": ("promote", "promote"),
+    "package": ("package", "package"),
+    "history": ("history", "history"),
+    "status": ("status", "status"),
+    "config": ("config", "config"),
+    "audit": ("audit", "audit"),
+    "jenkins": ("jenkins", "jenkins"),
+    "sandbox": ("sandbox", "sandbox"),
+    "demo": ("sandbox", "demo"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[cmd_name]
+        module = importlib.import_module(f"cloudops.cli.commands.{module_name}")
+        command = getattr(module, attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="cloudops")
 def cli() -> None:
     """Elastic Path CloudOps multi-account pipeline: promote images by digest and
@@ -24,15 +56,6 @@ def cli() -> None:
     rail; 4 findings (check/audit). --json prints one JSON document on stdout; human output
     and progress go to stderr.
     """
-
-
-cli.add_command(copy_cmd.copy)
-cli.add_command(init_cmd.init)
-cli.add_command(promote_cmd.promote)
-cli.add_command(package_cmd.package)
-cli.add_command(history_cmd.history)
-cli.add_command(sandbox_cmd.sandbox)
-cli.add_command(sandbox_cmd.demo)
 
 
 def main() -> None:

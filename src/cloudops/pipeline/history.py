@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import uuid
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from cloudops import __version__
 from cloudops.aws.s3 import AccountBucket
-from cloudops.errors import CloudopsError
+from cloudops.errors import CloudopsError, InputError
 from cloudops.pipeline.context import PipelineContext
 
 RecordResult = Literal["promoted", "already-promoted", "refused", "failed"]
@@ -101,3 +103,53 @@ def _valid(raw: dict[str, Any]) -> bool:
     except ValueError:
         return False
     return True
+
+
+# -- filters (`cloudops history --repository R --since WHEN`) -----------------------------
+
+_RELATIVE = re.compile(r"^(\d+)([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """An ISO date or time (2024-05-01, 2024-05-01T12:00, with or without a zone; UTC
+    when none) or a span back from now (30m, 12h, 7d, 2w)."""
+    value = text.strip()
+    match = _RELATIVE.match(value)
+    if match:
+        span = timedelta(**{_UNITS[match[2]]: int(match[1])})
+        return (now or datetime.now(UTC)) - span
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(
+            f"--since {text!r} is neither an ISO date nor a span",
+            hint="use e.g. 2024-05-01, 2024-05-01T12:00Z, 12h, 7d or 2w",
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def filter_records(
+    records: Iterable[PromotionRecord],
+    *,
+    repositories: Sequence[str] = (),
+    since: datetime | None = None,
+) -> list[PromotionRecord]:
+    """Records of these image repositories (any, when none given) promoted at or after
+    ``since``. Every result is kept: failed and refused promotions are history too."""
+    kept = []
+    for record in records:
+        if repositories and record.repository not in repositories:
+            continue
+        if since is not None and _when(record) < since:
+            continue
+        kept.append(record)
+    return kept
+
+
+def _when(record: PromotionRecord) -> datetime:
+    try:
+        when = datetime.fromisoformat(record.when)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)  # only our code writes records: count as oldest
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -185,16 +185,22 @@ def find_pipeline_file(explicit: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Map each path in the YAML document (keys and list indexes) to its 1-based line."""
+def _line_index(
+    node: yaml.Node, path: tuple[Any, ...] = (), seen: frozenset[int] = frozenset()
+) -> dict[tuple[Any, ...], int]:
+    """Map each path in the YAML document (keys and list indexes) to its 1-based line.
+    An alias can make the node graph loop: each node is visited once per path."""
     lines = {path: node.start_mark.line + 1}
+    if id(node) in seen or len(path) > 32:
+        return lines
+    seen = seen | {id(node)}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            lines.update(_line_index(value, (*path, key.value)))
+            lines.update(_line_index(value, (*path, key.value), seen))
             lines[(*path, key.value)] = key.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            lines.update(_line_index(item, (*path, index)))
+            lines.update(_line_index(item, (*path, index), seen))
     return lines
 
 
@@ -227,11 +233,19 @@ def parse_pipeline(text: str, path: Path = Path("pipeline.yaml")) -> Pipeline:
         ) from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML: {type(exc).__name__}") from None
+    except RecursionError:
+        raise PipelineError(
+            f"{path}: nested too deeply", hint="a pipeline file is a few levels deep"
+        ) from None
     if not isinstance(data, dict) or node is None:
         raise PipelineError(f"{path}: expected a mapping with accounts: and stages:")
     lines = _line_index(node)
     try:
         pipeline = Pipeline.model_validate(data)
+    except RecursionError:
+        raise PipelineError(
+            f"{path}: refers to itself (a YAML alias loop)", hint="remove the alias"
+        ) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])

@@ -227,7 +227,11 @@ class RegistryTransport:
         follow_redirects: bool,
     ) -> httpx.Response:
         refreshed = False
-        for round_ in range(3):
+        # Up to three rounds: as sent, after answering a 401 challenge, after refreshing
+        # credentials. Switching an insecure host to plain HTTP does not use up a round.
+        round_ = -1
+        while round_ < 2:
+            round_ += 1
             sent = self._auth_header(scopes)
             request_headers = dict(headers)
             if sent:
@@ -244,10 +248,10 @@ class RegistryTransport:
                     isinstance(error, InsecureRegistryError)
                     and (self._may_downgrade or downgraded)
                     and request.url.scheme == "https"
-                    and round_ < 2
                 ):
                     self._may_downgrade = False
                     self.base_url = f"http://{self.host}"
+                    round_ -= 1
                     continue
                 raise error from None
             if response.status_code == 401 and replayable and round_ < 2:

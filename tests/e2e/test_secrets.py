@@ -1,0 +1,170 @@
+"""No secret ever appears in output, history records or the HTML report: every command
+runs with credentials and tokens set to recognisable values, at every verbosity, on
+success and on failure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloudops.sandbox import world
+from tests.support.images import Pusher, make_image, random_layer
+from tests.support.run import cloudops
+from tests.support.sandbox import assumed_keys, context_for, init_all, publish, running_sandbox
+
+SENTINELS = {
+    "AWS_SECRET_ACCESS_KEY": "SentinelSecretKey0123456789abcdefABCDEF",
+    "AWS_SESSION_TOKEN": "SentinelSessionToken0123456789",
+    "SOURCE_AWS_SECRET_ACCESS_KEY": "SentinelSourceSecret0123456789xyz",
+    "SOURCE_AWS_SESSION_TOKEN": "SentinelSourceToken0123456789xyz",
+}
+REGISTRY_PASSWORD = "SentinelRegistryPassw0rd"
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[world.SandboxState]:
+    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as state:
+        yield state
+
+
+def _secrets(sandbox: world.SandboxState) -> list[str]:
+    """Every secret the runs below can see, the moto-issued ones included."""
+    found = [*SENTINELS.values(), REGISTRY_PASSWORD]
+    for account in ("build", "qa"):
+        keys = assumed_keys(sandbox, account)
+        found += [keys["AWS_SECRET_ACCESS_KEY"], keys["AWS_SESSION_TOKEN"]]
+    found.append("-auth-token")  # moto's ECR registry password is "<account>-auth-token"
+    return found
+
+
+def _assert_clean(text: str, secrets: list[str], where: str) -> None:
+    for secret in secrets:
+        assert secret not in text, f"a secret leaked into {where}"
+
+
+def test_no_command_prints_or_records_a_secret(
+    sandbox: world.SandboxState, tmp_path: Path, make_registry
+) -> None:  # type: ignore[no-untyped-def]
+    world.reset(sandbox)
+    ctx = context_for(sandbox.pipeline)
+    init_all(ctx)
+    publish(ctx, "build", "ep/cortex", "1.0")
+    secrets = _secrets(sandbox)
+    env = {
+        **SENTINELS,
+        "AWS_ACCESS_KEY_ID": "AKIASENTINELKEYID01",
+        "SOURCE_AWS_ACCESS_KEY_ID": "AKIASENTINELSOURCE1",
+        "CLOUDOPS_SRC_CREDS": f"builder:{REGISTRY_PASSWORD}",
+        "CLOUDOPS_DEST_CREDS": f"promoter:{REGISTRY_PASSWORD}",
+    }
+    broken = tmp_path / "broken-pipeline.yaml"
+    broken.write_text(
+        sandbox.pipeline.read_text()
+        .replace('role/cloudops"}}\n  qa', 'role/cloudops"}}\n  qa', 1)
+        .replace("arn:aws:iam::222222222222:role/cloudops", "arn:aws:iam::333333333333:role/cloudops")
+    )
+    authed = make_registry(auth=("builder", REGISTRY_PASSWORD))
+    plain = make_registry()
+    Pusher(authed.url, auth=authed.auth).push("ep/x", "1", make_image([random_layer(1024)]))
+
+    runs = []
+    for verbosity in ([], ["--json"]):
+        runs += [
+            cloudops(
+                "promote",
+                "image",
+                "--to",
+                "qa",
+                "--repository",
+                "ep/cortex",
+                "--tag",
+                "1.0",
+                *verbosity,
+                env=env,
+            ),
+            cloudops(
+                "promote",
+                "image",
+                "--to",
+                "qa",
+                "--repository",
+                "ep/cortex",
+                "--tag",
+                "nope",
+                *verbosity,
+                env=env,
+            ),
+            cloudops(
+                "promote",
+                "image",
+                "--to",
+                "qa",
+                "--repository",
+                "ep/cortex",
+                "--tag",
+                "1.0",
+                "--pipeline",
+                str(broken),
+                *verbosity,
+                env=env,
+            ),
+            cloudops("promote", "package", "--to", "qa", *verbosity, env=env),
+            cloudops("init", "qa", *verbosity, env=env),
+            cloudops("history", *verbosity, env=env),
+            cloudops(
+                "copy",
+                f"{authed.host}/ep/x:1",
+                f"{plain.host}/ep/x:1",
+                "--insecure-registry",
+                authed.host,
+                "--insecure-registry",
+                plain.host,
+                *verbosity,
+                env=env,
+            ),
+            cloudops(
+                "copy",
+                f"{authed.host}/ep/x:1",
+                f"{plain.host}/ep/x:1",
+                "--insecure-registry",
+                authed.host,
+                "--insecure-registry",
+                plain.host,
+                *verbosity,
+                env={**env, "CLOUDOPS_SRC_CREDS": "builder:Wrong" + REGISTRY_PASSWORD},
+            ),
+        ]
+    runs.append(
+        cloudops(
+            "promote",
+            "image",
+            "--to",
+            "qa",
+            "--repository",
+            "ep/cortex",
+            "--tag",
+            "1.0",
+            "--source-credentials-env",
+            "SOURCE",
+            "-h",
+            env=env,
+        )
+    )
+    html = tmp_path / "status.html"
+    runs.append(cloudops("status", "--html", str(html), env=env))
+    for mode in ([], ["--json"]):
+        runs.append(cloudops("status", *mode, env=env))
+    runs.append(cloudops("audit", "--json", env=env))
+
+    assert {r.returncode for r in runs} & {0} and {r.returncode for r in runs} - {0}  # successes and failures
+    for run in runs:
+        _assert_clean(run.stdout + run.stderr, secrets, f"the output of {run.args[3:6]}")
+        assert "Traceback" not in run.stderr
+    records = json.loads(cloudops("history", "--json", env=env).stdout)["records"]
+    assert records, "the promotions above should have been recorded"
+    _assert_clean(json.dumps(records), secrets, "history records")
+    if html.exists():
+        _assert_clean(html.read_text(), secrets, "the HTML report")
