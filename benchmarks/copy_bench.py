@@ -120,6 +120,7 @@ def build_release(images: int, scale: float, seed: int) -> Release:
 class Run:
     argv: list[str]
     seconds: float
+    cpu_seconds: float
     max_rss_kib: int
     returncode: int
     stdout: str
@@ -147,7 +148,12 @@ for line in sys.stdin:
         )
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
-    answer = {"seconds": seconds, "rss": usage.ru_maxrss, "rc": os.waitstatus_to_exitcode(status)}
+    answer = {
+        "seconds": seconds,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss": usage.ru_maxrss,
+        "rc": os.waitstatus_to_exitcode(status),
+    }
     print(json.dumps(answer), flush=True)
 """
 
@@ -176,6 +182,7 @@ class Spawner:
         return Run(
             list(argv),
             result["seconds"],
+            result["cpu"],
             result["rss"],  # KiB on Linux
             result["rc"],
             out_path.read_text(errors="replace"),
@@ -212,6 +219,7 @@ def host_of(server: ServerProcess) -> str:
 @dataclass
 class ToolRun:
     seconds: float
+    cpu_seconds: float
     max_rss_kib: int
     processes: int
     report: dict[str, object] = field(default_factory=dict)
@@ -249,7 +257,7 @@ def run_cloudops(
         raise BenchError(
             f"cloudops printed no JSON report:\n{run.stdout[-2000:]}{run.stderr[-2000:]}"
         ) from None
-    return ToolRun(run.seconds, run.max_rss_kib, 1, report)
+    return ToolRun(run.seconds, run.cpu_seconds, run.max_rss_kib, 1, report)
 
 
 def skopeo_env(cache_home: Path) -> dict[str, str]:
@@ -268,7 +276,7 @@ def run_skopeo(
     release: Release, src: ServerProcess, dst: ServerProcess, workdir: Path, cache_home: Path
 ) -> ToolRun:
     env = skopeo_env(cache_home)
-    seconds, peak = 0.0, 0
+    cpu, peak = 0.0, 0
     started = time.perf_counter()
     for item in release.images:
         argv = [
@@ -284,13 +292,14 @@ def run_skopeo(
         ]
         run = run_measured(argv, workdir, env).check()
         peak = max(peak, run.max_rss_kib)
+        cpu += run.cpu_seconds
     seconds = time.perf_counter() - started
     if not (cache_home / SKOPEO_CACHE_FILE).exists():
         raise BenchError(
             f"skopeo did not use the fresh blob-info cache under {cache_home}: "
             "the comparison would not be fair (did containers/image change how it finds it?)"
         )
-    return ToolRun(seconds, peak, len(release.images))
+    return ToolRun(seconds, cpu, peak, len(release.images))
 
 
 # -- verification -----------------------------------------------------------------------
@@ -484,10 +493,14 @@ def summary(name: str, rounds: list[dict[str, ToolRun]], target: float) -> tuple
     theirs = [r["skopeo"].seconds for r in rounds]
     paired = [s / c for c, s in zip(ours, theirs, strict=True)]
     ratio = statistics.median(theirs) / statistics.median(ours)
+    ours_cpu = statistics.median(r["cloudops"].cpu_seconds for r in rounds)
+    theirs_cpu = statistics.median(r["skopeo"].cpu_seconds for r in rounds)
     row = [
         name,
         f"{min(ours):.2f}s / {statistics.median(ours):.2f}s",
+        f"{ours_cpu:.2f}s",
         f"{min(theirs):.2f}s / {statistics.median(theirs):.2f}s",
+        f"{theirs_cpu:.2f}s",
         f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f})",
         f">= {target:.1f}x",
     ]
@@ -555,7 +568,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     SPAWN = Spawner()  # first, while this process is small
     try:
         floor = run_measured(["true"], workdir).check().max_rss_kib
-        print(f"{tool_versions()}; cloudops {' '.join(cloudops_command())}; {os.cpu_count()} CPUs")
+        print(
+            f"{tool_versions()}; cloudops {' '.join(cloudops_command())}; {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
         started = time.perf_counter()
         release = build_release(args.images, args.scale, args.seed)
         src = start_registry(workdir / "src")
@@ -588,7 +604,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         del release  # the layers, before measuring the big one
 
-        rows = [["", "cloudops min / median", "skopeo min / median", "skopeo/cloudops per round", "target"]]
+        rows = [
+            [
+                "",
+                "cloudops wall min / median",
+                "cpu median",
+                "skopeo wall min / median",
+                "cpu median",
+                "skopeo/cloudops wall, per round",
+                "target",
+            ]
+        ]
         bulk_row, bulk_line, bulk_met = summary("bulk copy", [r.bulk for r in rounds], BULK_TARGET)
         noop_row, noop_line, noop_met = summary("no-op re-copy", [r.noop for r in rounds], NOOP_TARGET)
         rows += [bulk_row, noop_row]
@@ -612,6 +638,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({size / MiB / seconds:.0f} MiB/s), peak RSS {mib(rss)} "
                 f"(target < {RSS_TARGET_MIB:.0f} MiB: {'met' if big_met else 'MISSED'})"
             )
+        load = os.getloadavg()[0]
+        print(f"\nload average at the end {load:.1f} on {os.cpu_count()} CPUs", end="")
+        if load > (os.cpu_count() or 1):
+            print(": the machine was busy, wall times are noisy; the cpu columns are steadier")
+        else:
+            print()
         print()
         print_table(rows)
         print()

@@ -95,7 +95,7 @@ def test_copy_survives_bounded_faults_with_identical_digests(
     assert rule.hits >= 1, "the fault was never injected"
     assert _consistent(registry2, image) == image.digest
     if rule.retry_after:
-        assert time.monotonic() - started >= float(rule.retry_after) * rule.hits * 0.9  # Retry-After honoured
+        assert time.monotonic() - started >= float(rule.retry_after) * 0.9  # Retry-After honoured
 
 
 def test_throttling_that_never_ends_fails_loudly_and_writes_no_tag(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from cloudops.errors import InputError
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.model import AccountCredentials, load_pipeline
-from cloudops.registry.retry import RetryPolicy
+from cloudops.cli.settings import retry_policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,25 +30,6 @@ def source_credentials_option(func: F) -> F:
         "credentials binding injects), instead of pipeline.yaml's credentials. Secrets "
         "never go on the command line.",
     )(func)
-
-
-def retry_policy() -> RetryPolicy:
-    """Bounded retries: $CLOUDOPS_RETRY_ATTEMPTS tries in all (default 5) within
-    $CLOUDOPS_RETRY_SECONDS (default 120) of the first one."""
-
-    def number(var: str, default: float) -> float:
-        raw = os.environ.get(var)
-        if not raw:
-            return default
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            raise InputError(f"${var} must be a number, not {raw!r}") from None
-
-    return RetryPolicy(
-        attempts=max(1, int(number("CLOUDOPS_RETRY_ATTEMPTS", 5))),
-        total_seconds=number("CLOUDOPS_RETRY_SECONDS", 120.0),
-    )
 
 
 def build_context(

@@ -129,19 +129,38 @@ class RegistryReader:
 
     @asynccontextmanager
     async def open_blob(self, repository: str, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        """Stream a blob's bytes (unverified: the copy engine hashes them on the fly)."""
-        response = await self._transport.request(
-            "GET",
-            f"/v2/{repository}/blobs/{digest}",
-            what=f"blob {digest[:19]} in {repository}",
-            scopes=(Scope(repository),),
-            stream=True,
-            follow_redirects=True,  # ECR and S3-backed registries redirect blob reads
-        )
-        try:
-            yield _raw_chunks(response, self.host, digest)
-        finally:
-            await response.aclose()
+        """Stream a blob's bytes (unverified: the copy engine hashes them on the fly). The
+        bytes come over the bulk path (registry/bulk.py); when its credentials went stale
+        the read falls back to httpx, which answers auth challenges."""
+        path = f"/v2/{repository}/blobs/{digest}"
+        what = f"blob {digest[:19]} in {repository}"
+        scopes = (Scope(repository),)
+        async with contextlib.AsyncExitStack() as stack:
+            chunks: AsyncIterator[bytes] | None = None
+            headers = self._transport.auth_headers(scopes)
+            if headers is not None:
+                try:
+                    chunks = await stack.enter_async_context(
+                        self._transport.bulk.get(
+                            self._transport.url(path), headers, host=self.host, what=what
+                        )
+                    )
+                except RegistryError as error:
+                    if error.status not in (401, 403):
+                        raise
+                    self._transport.forget_credentials()
+            if chunks is None:
+                response = await self._transport.request(
+                    "GET",
+                    path,
+                    what=what,
+                    scopes=scopes,
+                    stream=True,
+                    follow_redirects=True,  # ECR and S3-backed registries redirect blob reads
+                )
+                stack.push_async_callback(response.aclose)
+                chunks = _raw_chunks(response, self.host, digest)
+            yield chunks
 
     async def list_tags(self, repository: str, page_size: int = 1000) -> list[str]:
         """Every tag of a repository, following the Link header's pagination."""
@@ -206,17 +225,18 @@ class RegistryWriter(RegistryReader):
         if not location:
             raise RegistryError(f"{self.host} opened an upload without a Location header")
         url = httpx.URL(self._transport.url(location)).copy_merge_params({"digest": digest})
-        response = await self._transport.request(
-            "PUT",
-            str(url),
-            what=what,
-            scopes=scopes,
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-            content=chunks,
-            expect=(201,),
-            replayable=False,
-        )
-        stored = response.headers.get("docker-content-digest")
+        headers = {
+            **(self._transport.auth_headers(scopes) or {}),
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+        }
+        try:
+            answered = await self._transport.bulk.put(str(url), headers, chunks, host=self.host, what=what)
+        except RegistryError as error:
+            if error.status in (401, 403):
+                self._transport.forget_credentials()  # the retry's POST re-authenticates
+            raise
+        stored = answered.get("docker-content-digest")
         if stored and stored != digest:
             raise DigestMismatchError(
                 f"{self.host} stored blob {digest[:19]} under another digest {stored[:19]}"

@@ -13,6 +13,7 @@ import httpx
 
 from cloudops.errors import InputError
 from cloudops.registry.auth import Keychain, MultiKeychain
+from cloudops.registry.bulk import BulkSession
 from cloudops.registry.client import RegistryReader, RegistryWriter
 from cloudops.registry.retry import RetryPolicy
 from cloudops.registry.transport import RegistryTransport
@@ -25,7 +26,7 @@ class TransportSettings:
     do not speak TLS. Every other host is HTTPS with verification."""
     ca_bundle: Path | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    max_connections: int = 32
+    max_connections: int = 16
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
 
@@ -36,33 +37,48 @@ class TransportSettings:
         return cls(frozenset(insecure_hosts), ca_bundle, **kwargs)  # type: ignore[arg-type]
 
 
+def _larger_reads() -> None:
+    """httpcore reads sockets 64 KiB at a time and parses each read with h11; 1 MiB reads
+    save ~10% of a bulk copy's CPU. A class attribute of httpcore 1.x; absent elsewhere."""
+    try:
+        from httpcore._async.http11 import AsyncHTTP11Connection
+    except ImportError:
+        return
+    if getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", 0) < 1024 * 1024:
+        AsyncHTTP11Connection.READ_NUM_BYTES = 1024 * 1024
+
+
+_larger_reads()
+
+
 class RegistryPool:
     """Use as ``async with RegistryPool(keychain, settings) as pool:``."""
 
     def __init__(self, keychain: Keychain | None = None, settings: TransportSettings | None = None):
         self.settings = settings or TransportSettings()
         self._keychain = keychain or MultiKeychain([])
-        self._client: httpx.AsyncClient | None = None
-        self._unverified: httpx.AsyncClient | None = None
+        self._verify: ssl.SSLContext | bool = True
+        self._clients: list[httpx.AsyncClient] = []
+        self._bulk: list[BulkSession] = []
         self._transports: dict[str, RegistryTransport] = {}
+        self._open = False
 
     async def __aenter__(self) -> RegistryPool:
-        verify: ssl.SSLContext | bool = True
         if self.settings.ca_bundle is not None:
             try:
-                verify = ssl.create_default_context(cafile=str(self.settings.ca_bundle))
+                self._verify = ssl.create_default_context(cafile=str(self.settings.ca_bundle))
             except (OSError, ssl.SSLError):
                 raise InputError(
                     f"cannot read CA bundle {self.settings.ca_bundle}",
                     hint="pass a PEM file with the certificate authority",
                 ) from None
-        self._client = self._new_client(verify)
-        if self.settings.insecure_hosts:
-            self._unverified = self._new_client(False)
+        self._open = True
         return self
 
     def _new_client(self, verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+        # One client (connection pool) per registry host: a pool shared by all hosts
+        # rescans every connection on each request, ~4 ms per small request in a batch.
+        client = httpx.AsyncClient(
             verify=verify,
             timeout=httpx.Timeout(
                 self.settings.read_timeout, connect=self.settings.connect_timeout, pool=None
@@ -74,6 +90,8 @@ class RegistryPool:
             headers={"User-Agent": "cloudops"},
             trust_env=False,
         )
+        self._clients.append(client)
+        return client
 
     async def __aexit__(
         self,
@@ -81,23 +99,31 @@ class RegistryPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for client in (self._client, self._unverified):
-            if client is not None:
-                await client.aclose()
-        self._client = self._unverified = None
+        for client in self._clients:
+            await client.aclose()
+        for bulk in self._bulk:
+            await bulk.close()
+        self._clients.clear()
+        self._bulk.clear()
+        self._transports.clear()
+        self._open = False
 
     def _transport(self, host: str) -> RegistryTransport:
-        if self._client is None:
+        if not self._open:
             raise RuntimeError("RegistryPool used outside 'async with'")
         transport = self._transports.get(host)
         if transport is None:
             insecure = host in self.settings.insecure_hosts
+            verify = False if insecure else self._verify
+            bulk = BulkSession(verify, self.settings.max_connections, self.settings.read_timeout)
+            self._bulk.append(bulk)
             transport = RegistryTransport(
                 host,
-                self._unverified if insecure and self._unverified is not None else self._client,
+                self._new_client(verify),
                 self._keychain,
                 self.settings.retry,
                 insecure=insecure,
+                bulk=bulk,
             )
             self._transports[host] = transport
         return transport

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from cloudops.registry.auth import Challenge, Credentials, Keychain, parse_challenge
+from cloudops.registry.bulk import BulkSession
 from cloudops.registry.errors import (
     AuthenticationError,
     InsecureRegistryError,
@@ -51,6 +52,7 @@ class RegistryTransport:
         retry: RetryPolicy,
         *,
         insecure: bool,
+        bulk: BulkSession,
     ):
         self.host = host
         # Every registry is HTTPS. A host the user named insecure is tried over HTTPS
@@ -66,6 +68,7 @@ class RegistryTransport:
         self._credentials_resolved = False
         self._tokens: dict[str, str] = {}
         self._auth_lock = asyncio.Lock()
+        self.bulk = bulk
 
     # -- credentials -------------------------------------------------------------------
 
@@ -75,6 +78,17 @@ class RegistryTransport:
             self._credentials = await asyncio.to_thread(self._keychain.resolve, self.host)
             self._credentials_resolved = True
         return self._credentials
+
+    def auth_headers(self, scopes: tuple[Scope, ...]) -> dict[str, str] | None:
+        """The Authorization header the next request would carry ({} when the registry
+        asked for none yet), for the bulk path; None when a challenge is pending."""
+        if self._challenge is None:
+            return {}
+        header = self._auth_header(scopes)
+        return {"Authorization": header} if header else None
+
+    def forget_credentials(self) -> None:
+        self._forget_credentials()
 
     def _forget_credentials(self) -> None:
         self._keychain.invalidate(self.host)

@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import click
 
 from cloudops.cli import exit_codes
-from cloudops.cli.context import retry_policy
 from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, stderr
 from cloudops.cli.progress import CopyProgressDisplay
+from cloudops.cli.settings import retry_policy
 from cloudops.copy import CopyEngine, CopyReport, CopyRequest
 from cloudops.errors import InputError
 from cloudops.refs import parse_reference
