@@ -13,7 +13,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,7 +24,10 @@ from cloudops.sandbox.processes import free_port
 
 Action = Literal["status", "drop_request", "drop_response", "stall", "expired", "body"]
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
-EXPIRED = b'{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}'
+EXPIRED = (
+    b'{"errors":[{"code":"DENIED","message":'
+    b'"Your authorization token has expired. Reauthenticate and try again."}]}'
+)
 
 
 @dataclass
@@ -175,10 +178,8 @@ class FaultProxy:
             self._record(request.method, path, None, fault)
             event = asyncio.Event()
             self._stalls.append(event)
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), rule.seconds)
-            except TimeoutError:
-                pass
             raise ConnectionResetError  # the client sees a dead connection
 
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
