@@ -26,10 +26,14 @@ def sandbox() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the sandbox's addresses as JSON.")
 @handles_errors
 def sandbox_up(as_json: bool) -> None:
-    """Start the sandbox (or reuse the running one) and write its pipeline.yaml."""
+    """Start the sandbox (or reuse the running one) and write its pipeline.yaml and each
+    account's config (files that exist are kept)."""
+    from cloudops.pipeline.model import load_pipeline
     from cloudops.sandbox import world
+    from cloudops.sandbox.config_seed import write_config
 
     state = world.up(sandbox_root())
+    write_config(load_pipeline(state.pipeline), overwrite=False)  # each account's own config
     if as_json:
         emit_json(
             {
@@ -82,11 +86,19 @@ def sandbox_env() -> None:
     show_default=True,
     help="Size multiplier of the synthetic layers (1 = a few MiB each).",
 )
+@click.option(
+    "--break",
+    "break_setup",
+    is_flag=True,
+    help="Before the final audit, break the setup once in each way the audit checks, to show "
+    "its findings (a later plain `demo` repairs it). Exit 4.",
+)
 @handles_errors
-def demo(tag: str, scale: float) -> None:
+def demo(tag: str, scale: float, break_setup: bool) -> None:
     """Bring the sandbox up, publish synthetic Elastic Path images into the build account,
     initialize every account, promote build -> qa -> preprod -> prod by digest, and print
-    the history. The sandbox keeps running afterwards."""
+    the history. The sandbox keeps running afterwards. Ends with the best-practice audit,
+    clean unless --break."""
     from cloudops.cli.commands.history import print_history
     from cloudops.cli.progress import CopyProgressDisplay
     from cloudops.package import publish_package
@@ -112,6 +124,11 @@ def demo(tag: str, scale: float) -> None:
             f"  {name:8} {report.account_id}: "
             f"{'initialized' if report.changed else 'already initialized, nothing changed'}"
         )
+    from cloudops.sandbox import config_seed, violations
+
+    violations.repair(context)  # what an earlier `demo --break` broke
+    config_seed.seed(context)  # each account's own config; the source repositories in one account
+    stderr.print(f"  config: each account's own author.env and live.env in {pipeline.config_dir}")
 
     stderr.rule(f"2. publish {len(pipeline.images)} images :{tag} into the build account")
     build = pipeline.build_account
@@ -135,7 +152,7 @@ def demo(tag: str, scale: float) -> None:
     release_file = state.root / f"release-{tag}.yaml"
     release_file.write_text(
         f'release: "{tag}"\nimages:\n'
-        + "".join(f"  - {{repository: {r}, tag: \"{tag}\"}}\n" for r in pipeline.images)
+        + "".join(f'  - {{repository: {r}, tag: "{tag}"}}\n' for r in pipeline.images)
         + f'package: {{version: "{tag}"}}\n'
     )
 
@@ -162,6 +179,18 @@ def demo(tag: str, scale: float) -> None:
 
     stderr.rule("5. promotion history (from each account's own bucket)")
     print_history(context, [])
+
+    from cloudops.audit import run_audit
+    from cloudops.cli.commands.audit import print_audit
+
+    stderr.rule(
+        "6. best-practice audit" + (", after breaking each practice once (--break)" if break_setup else "")
+    )
+    overrides = violations.swapped_credentials(pipeline) if break_setup else {}
+    for broken in violations.introduce(context) if break_setup else []:
+        stderr.print(f"  [yellow]broke[/] {broken}")
+    audited = run_audit(PipelineContext(pipeline, credential_overrides=overrides))
+    print_audit(audited)
     stderr.rule()
     stderr.print(
         f'The sandbox is still running. Use it: eval "$(cloudops sandbox env)"  '
@@ -169,3 +198,5 @@ def demo(tag: str, scale: float) -> None:
     )
     if failed:
         raise SystemExit(1)
+    if not audited.ok:
+        raise SystemExit(4)  # exit_codes.FINDINGS

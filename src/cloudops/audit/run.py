@@ -1,0 +1,21 @@
+"""`cloudops audit`: read every account (in parallel, each with its own credentials),
+then judge the facts against the best practices (rules.py)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from cloudops.audit.facts import AccountFacts, gather
+from cloudops.audit.findings import AuditReport
+from cloudops.audit.rules import judge
+from cloudops.pipeline.context import PipelineContext
+
+
+def run_audit(context: PipelineContext) -> AuditReport:
+    names = list(context.pipeline.stages)
+    with ThreadPoolExecutor(max_workers=min(8, len(names) or 1)) as pool:
+        facts: dict[str, AccountFacts] = dict(
+            zip(names, pool.map(lambda n: gather(context, n), names), strict=True)
+        )
+    findings, rules = judge(context.pipeline, facts)
+    return AuditReport(findings, rules, {name: fact.summary() for name, fact in facts.items()})
