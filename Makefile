@@ -4,9 +4,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := docker-registry skopeo awscli chromium
 
-.PHONY: test demo lint typecheck bench bench-package sysdeps venv unit clean soak
+.PHONY: test demo lint typecheck bench bench-package bench-status sysdeps venv unit clean soak
 
-test: sysdeps $(STAMP)
+# Lint and types first (seconds), then every test: unit, integration (real registries,
+# moto server, skopeo, the AWS CLI, chromium), e2e.
+test: sysdeps $(STAMP) lint typecheck
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 unit: $(STAMP)
@@ -20,6 +22,9 @@ bench: sysdeps $(STAMP)
 
 bench-package: sysdeps $(STAMP)
 	$(PY) benchmarks/package_bench.py $(BENCH_ARGS)
+
+bench-status: sysdeps $(STAMP)
+	$(PY) benchmarks/status_bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
