@@ -180,31 +180,21 @@ def plan_copy(images: Sequence[ImageInput], *, allow_tag_move: bool = True) -> C
             if key in transfers:
                 continue
             first = first_in_registry.get((dst.registry, digest))
+            mount_from: str | None = None
             if first is not None:
-                transfer = BlobTransfer(
-                    digest,
-                    size,
-                    src.registry,
-                    src.repository,
-                    dst.registry,
-                    dst.repository,
-                    mount_from=first[1],
-                    after=first,
-                )
+                mount_from = first[1]  # another repository of this batch uploads it
             elif src.registry == dst.registry and src.repository != dst.repository:
-                transfer = BlobTransfer(
-                    digest,
-                    size,
-                    src.registry,
-                    src.repository,
-                    dst.registry,
-                    dst.repository,
-                    mount_from=src.repository,
-                )
-            else:
-                transfer = BlobTransfer(
-                    digest, size, src.registry, src.repository, dst.registry, dst.repository
-                )
+                mount_from = src.repository  # one registry: mount from the source
+            transfer = BlobTransfer(
+                digest,
+                size,
+                src.registry,
+                src.repository,
+                dst.registry,
+                dst.repository,
+                mount_from=mount_from,
+                after=first,
+            )
             transfers[key] = transfer
             first_in_registry.setdefault((dst.registry, digest), key)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -12,22 +14,36 @@ from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_e
 from cloudops.cli.progress import CopyProgressDisplay
 from cloudops.pipeline.promote import ImagePromotion, ImageSpec, promote_images
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 @click.group()
 def promote() -> None:
     """Promote into an account from the stage before it (by digest, verified, recorded)."""
 
 
+def promotion_options(func: F) -> F:
+    """The options every promotion shares: where from, dry run, JSON, which pipeline,
+    and the source credentials' environment prefix; then the error handling."""
+    func = handles_errors(func)
+    func = source_credentials_option(func)
+    func = pipeline_option(func)
+    for option in (
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
+        click.option("--dry-run", is_flag=True, help="Print the plan; write nothing."),
+        click.option(
+            "--from", "source", metavar="ACCOUNT", help="Source account (default: the stage before --to)."
+        ),
+    ):
+        func = option(func)
+    return func
+
+
 @promote.command("image")
 @click.option("--to", "to", required=True, metavar="ACCOUNT", help="Destination account (stage).")
 @click.option("--repository", required=True, metavar="R", help="ECR repository, e.g. ep/cortex.")
 @click.option("--tag", required=True, metavar="T", help="Image tag to promote.")
-@click.option("--from", "source", metavar="ACCOUNT", help="Source account (default: the stage before --to).")
-@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@pipeline_option
-@source_credentials_option
-@handles_errors
+@promotion_options
 def promote_image(
     to: str,
     repository: str,
@@ -118,12 +134,7 @@ def _finish(results: list[ImagePromotion], *, as_json: bool, dry_run: bool) -> N
 @click.option(
     "--version", "version", metavar="V", help="Package version (default: the source's current one)."
 )
-@click.option("--from", "source", metavar="ACCOUNT", help="Source account (default: the stage before --to).")
-@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@pipeline_option
-@source_credentials_option
-@handles_errors
+@promotion_options
 def promote_package_cmd(
     to: str,
     version: str | None,
@@ -163,12 +174,7 @@ def promote_package_cmd(
     type=click.Path(path_type=Path),
     help="Release file: images (tags, optional digests) and a package version.",
 )
-@click.option("--from", "source", metavar="ACCOUNT", help="Source account (default: the stage before --to).")
-@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@pipeline_option
-@source_credentials_option
-@handles_errors
+@promotion_options
 def promote_release_cmd(
     to: str,
     release_file: Path,
