@@ -15,8 +15,8 @@ import botocore.config
 import botocore.exceptions
 import botocore.loaders
 
+from cloudops.aws.account import Account, AccountCredentials
 from cloudops.errors import CloudopsError, InputError
-from cloudops.pipeline.model import Account, AccountCredentials
 
 BOTO_CONFIG = botocore.config.Config(
     retries={"max_attempts": 5, "mode": "adaptive"}, connect_timeout=10, read_timeout=60

@@ -7,9 +7,10 @@ from typing import Any, TypeVar
 
 import click
 
-from cloudops.pipeline.context import PipelineContext
-from cloudops.pipeline.model import AccountCredentials, load_pipeline
+from cloudops.aws.account import AccountCredentials
 from cloudops.cli.settings import retry_policy
+from cloudops.pipeline.context import PipelineContext
+from cloudops.pipeline.model import load_pipeline
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -3,10 +3,11 @@ sessions, registry hosts and transport settings, and the ECR token keychain."""
 
 from __future__ import annotations
 
+from cloudops.aws.account import AccountCredentials
 from cloudops.aws.ecr import EcrTokenKeychain
 from cloudops.aws.guard import require_registry_of
 from cloudops.aws.sessions import AccountSession, SessionFactory
-from cloudops.pipeline.model import AccountCredentials, Pipeline
+from cloudops.pipeline.model import Pipeline
 from cloudops.registry.pool import TransportSettings
 from cloudops.registry.retry import RetryPolicy
 

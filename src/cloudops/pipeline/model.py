@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cloudops.aws.account import Account
 from cloudops.errors import InputError
-from cloudops.refs import ReferenceError, ecr_host, validate_bucket, validate_repository
+from cloudops.refs import ReferenceError, ecr_host, validate_repository
 
-ACCOUNT_ID_RE = re.compile(r"^[0-9]{12}$")
-REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
@@ -38,63 +37,6 @@ class PipelineError(InputError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AccountCredentials(_Strict):
-    """How to get this account's AWS credentials. At most one of profile / env_prefix
-    gives the base credentials; role_arn is then assumed from them (or from the default
-    chain). Nothing at all means the default chain (environment, instance role)."""
-
-    profile: str | None = None
-    env_prefix: str | None = Field(
-        default=None,
-        description="Static keys from $<PREFIX>_AWS_ACCESS_KEY_ID, "
-        "_AWS_SECRET_ACCESS_KEY, _AWS_SESSION_TOKEN",
-    )
-    role_arn: str | None = None
-    external_id: str | None = None
-    jenkins_credentials_id: str | None = None
-
-    @field_validator("role_arn")
-    @classmethod
-    def _role(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$", value):
-            raise ValueError("role_arn must look like arn:aws:iam::123456789012:role/NAME")
-        return value
-
-
-class Account(_Strict):
-    account_id: str
-    region: str
-    builds_images: bool = False
-    bucket: str | None = None
-    credentials: AccountCredentials = AccountCredentials()
-
-    @field_validator("account_id", mode="before")
-    @classmethod
-    def _account_id(cls, value: Any) -> Any:
-        if isinstance(value, int):
-            raise ValueError("account_id must be quoted (YAML drops leading zeros of numbers)")
-        if not isinstance(value, str) or not ACCOUNT_ID_RE.fullmatch(value):
-            raise ValueError("account_id must be 12 digits, quoted")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        if not REGION_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not an AWS region (e.g. us-west-2)")
-        return value
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                validate_bucket(value)
-            except ReferenceError as exc:
-                raise ValueError(exc.message) from None
-        return value
 
 
 class DeploymentPackage(_Strict):

@@ -24,12 +24,13 @@ from typing import Any
 
 import botocore.exceptions
 
+from cloudops.aws.account import AccountCredentials
 from cloudops.aws.codecommit import CodeCommitRepositories
 from cloudops.config.envfile import read_env_file
 from cloudops.config.tree import CONFIG_SUBDIR
 from cloudops.oci import OCI_MANIFEST
 from cloudops.pipeline.context import PipelineContext
-from cloudops.pipeline.model import AccountCredentials, Pipeline
+from cloudops.pipeline.model import Pipeline
 from cloudops.registry import RegistryPool
 from cloudops.sandbox.config_seed import write_config
 from cloudops.sandbox.seed import build_image, publish_image
