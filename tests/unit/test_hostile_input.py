@@ -129,3 +129,18 @@ def test_cli_with_a_hostile_pipeline_file_exits_2(tmp_path: Path) -> None:
     result = cloudops("history", "--pipeline", str(evil))
     assert_clean_failure(result, 2, "evil" if False else str(evil))
     assert not Path("/tmp/cloudops-pwned").exists()
+
+
+def test_fuzz_target_runs_clean_for_a_bounded_number_of_inputs() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "tests/fuzz/fuzz_parsers.py", "--runs", "1500"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[2],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no unexpected exception" in result.stdout
