@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from types import TracebackType
-
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING
 
 from cloudops.cli.output import human_bytes, stderr
 from cloudops.copy.engine import BlobOutcome, ImageResult
 from cloudops.copy.plan import BlobKey, CopyPlan
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class CopyProgressDisplay:
@@ -30,6 +24,16 @@ class CopyProgressDisplay:
 
     def __enter__(self) -> CopyProgressDisplay:
         if self._live:
+            # Imported only for a live terminal: Jenkins logs and --json never draw a bar.
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),

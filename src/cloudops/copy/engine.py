@@ -32,12 +32,14 @@ from cloudops.copy.plan import (
 )
 from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.oci import ImageIndex, Manifest
+from cloudops.registry.bulk import preload_bulk_path
 from cloudops.registry.client import RegistryReader, RegistryWriter
 from cloudops.registry.errors import DigestMismatchError, NotFoundError, RegistryError
 from cloudops.registry.pool import RegistryPool
 from cloudops.registry.retry import RetryPolicy
 
 T = TypeVar("T")
+HASH_IN_THREAD = 256 * 1024
 BlobOutcome = Literal["uploaded", "mounted"]
 ResultStatus = Literal["copied", "up-to-date", "failed", "refused"]
 
@@ -213,6 +215,7 @@ class CopyEngine:
             if tag_digest is not None and not allow_tag_move:
                 return ImageInput(request, digest, DestinationState(tag_digest=tag_digest))
 
+        preload_bulk_path()  # blobs will likely move: import aiohttp while we look around
         root = await limited(src.get_manifest(src_repo, digest))
         children: dict[str, Manifest] = {}
         frontier: list[Manifest] = [root]
@@ -325,7 +328,11 @@ class CopyEngine:
         received = 0
         pending: bytes | None = None
         async for chunk in chunks:
-            hasher.update(chunk)
+            if len(chunk) >= HASH_IN_THREAD:
+                # hashlib releases the GIL: hashing on the other core overlaps the I/O.
+                await asyncio.to_thread(hasher.update, chunk)
+            else:
+                hasher.update(chunk)
             received += len(chunk)
             if received > transfer.size:
                 raise _mismatch(transfer, f"more than its {transfer.size} bytes")
