@@ -10,6 +10,7 @@ faults are made up, which is the point.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -128,6 +129,8 @@ class FaultProxy:
     # -- the server ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        # A dropped connection is a fault we inject on purpose: not worth a logged traceback.
+        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
         asyncio.set_event_loop(self._loop)
         app = web.Application(client_max_size=0)
         app.router.add_route("*", "/{tail:.*}", self._handle)
