@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from measure import BenchError, Run, Spawner  # benchmarks/measure.py: run as scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -66,10 +67,6 @@ BULK_TARGET = 1.3  # skopeo / cloudops, at least
 NOOP_TARGET = 1.0
 RSS_TARGET_MIB = 150.0
 SKOPEO_CACHE_FILE = Path("containers/cache/blob-info-cache-v1.boltdb")
-
-
-class BenchError(Exception):
-    """The benchmark could not measure, or a tool copied wrongly."""
 
 
 # -- the release ------------------------------------------------------------------------
@@ -114,85 +111,6 @@ def build_release(images: int, scale: float, seed: int) -> Release:
 
 
 # -- measuring one process --------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    argv: list[str]
-    seconds: float
-    cpu_seconds: float
-    max_rss_kib: int
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def check(self) -> Run:
-        if self.returncode != 0:
-            raise BenchError(
-                f"{' '.join(self.argv)} exited {self.returncode}\n{self.stderr[-4000:]}{self.stdout[-2000:]}"
-            )
-        return self
-
-
-# Linux counts the parent's RSS high-water mark into a child's ru_maxrss: exec keeps the
-# figure of the (v)forked image it replaces. This process holds the release's layers, so
-# every measured command is started by a small helper, spawned before any layer exists.
-SPAWNER = """
-import json, os, subprocess, sys, time
-for line in sys.stdin:
-    job = json.loads(line)
-    with open(job["out"], "wb") as out, open(job["err"], "wb") as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            job["argv"], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=job["env"]
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-    answer = {
-        "seconds": seconds,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "rss": usage.ru_maxrss,
-        "rc": os.waitstatus_to_exitcode(status),
-    }
-    print(json.dumps(answer), flush=True)
-"""
-
-
-class Spawner:
-    """Runs one command at a time; wall seconds and that command's own peak RSS."""
-
-    def __init__(self) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-S", "-c", SPAWNER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-
-    def run(self, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Run:
-        assert self._process.stdin is not None and self._process.stdout is not None
-        out_path, err_path = workdir / "last.stdout", workdir / "last.stderr"
-        job = {"argv": list(argv), "env": env or dict(os.environ), "out": str(out_path), "err": str(err_path)}
-        self._process.stdin.write(json.dumps(job) + "\n")
-        answer = self._process.stdout.readline()
-        if not answer:
-            raise BenchError(f"the process spawner died running {' '.join(argv)}")
-        result = json.loads(answer)
-        return Run(
-            list(argv),
-            result["seconds"],
-            result["cpu"],
-            result["rss"],  # KiB on Linux
-            result["rc"],
-            out_path.read_text(errors="replace"),
-            err_path.read_text(errors="replace"),
-        )
-
-    def close(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        self._process.wait(timeout=30)
 
 
 def run_measured(argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Run:

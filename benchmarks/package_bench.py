@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from measure import BenchError, Spawner  # benchmarks/measure.py: run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
@@ -72,94 +74,7 @@ PEER_KEY = "bench/aws-cli/ext-deployment-package.zip"
 TUNING_VARS = ("CLOUDOPS_MULTIPART_THRESHOLD_MIB", "CLOUDOPS_PART_SIZE_MIB", "CLOUDOPS_S3_WORKERS")
 
 
-class BenchError(Exception):
-    """The benchmark could not measure, or a tool copied wrongly."""
-
-
 # -- measured processes -------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    argv: list[str]
-    seconds: float
-    cpu_seconds: float
-    max_rss_kib: int
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def check(self) -> Run:
-        if self.returncode != 0:
-            raise BenchError(
-                f"{' '.join(self.argv)} exited {self.returncode}\n{self.stderr[-4000:]}{self.stdout[-2000:]}"
-            )
-        return self
-
-
-# Linux counts the parent's RSS high-water mark into a child's ru_maxrss: exec keeps the
-# figure of the (v)forked image it replaces. So measured commands are started by a small
-# helper (python -S, nothing imported) rather than by this process, which holds boto3.
-SPAWNER = """
-import json, os, subprocess, sys, time
-for line in sys.stdin:
-    job = json.loads(line)
-    with open(job["out"], "wb") as out, open(job["err"], "wb") as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            job["argv"], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=job["env"]
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-    answer = {
-        "seconds": seconds,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "rss": usage.ru_maxrss,
-        "rc": os.waitstatus_to_exitcode(status),
-    }
-    print(json.dumps(answer), flush=True)
-"""
-
-
-class Spawner:
-    """Runs one command at a time; wall seconds, cpu seconds and its own peak RSS."""
-
-    def __init__(self) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-S", "-c", SPAWNER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-
-    def run(self, argv: Sequence[str], workdir: Path, env: dict[str, str]) -> Run:
-        assert self._process.stdin is not None and self._process.stdout is not None
-        out_path, err_path = workdir / "last.stdout", workdir / "last.stderr"
-        job = {"argv": list(argv), "env": env, "out": str(out_path), "err": str(err_path)}
-        self._process.stdin.write(json.dumps(job) + "\n")
-        answer = self._process.stdout.readline()
-        if not answer:
-            raise BenchError(f"the process spawner died running {' '.join(argv)}")
-        result = json.loads(answer)
-        return Run(
-            list(argv),
-            result["seconds"],
-            result["cpu"],
-            result["rss"],  # KiB on Linux
-            result["rc"],
-            out_path.read_text(errors="replace"),
-            err_path.read_text(errors="replace"),
-        )
-
-    def close(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        try:
-            self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
 
 
 def process_cpu(pid: int) -> float:

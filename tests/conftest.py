@@ -11,7 +11,9 @@ import bcrypt
 import pytest
 from hypothesis import HealthCheck, settings
 
+from cloudops.sandbox import world
 from cloudops.sandbox.processes import ServerProcess, start_registry
+from tests.support.sandbox import context_for, init_all, running_sandbox
 
 # CI machines are small and busy: judge properties by examples, never by wall time.
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -62,3 +64,22 @@ def registry(make_registry) -> Registry:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def registry2(make_registry) -> Registry:  # type: ignore[no-untyped-def]
     return make_registry()
+
+
+# --- the sandbox world (moto server + ECR-like registries), one per test module ------------
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[world.SandboxState]:
+    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as state:
+        yield state
+
+
+@pytest.fixture
+def ctx(sandbox: world.SandboxState):  # type: ignore[no-untyped-def]
+    """A clean world (moto reset, registries emptied) with every account initialized.
+    Built after the reset: keys assumed before it would act in moto's default account."""
+    world.reset(sandbox)
+    context = context_for(sandbox.pipeline)
+    init_all(context)
+    return context

@@ -5,15 +5,12 @@ success and on failure."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from cloudops.sandbox import world
 from tests.support.images import Pusher, make_image, random_layer
 from tests.support.run import cloudops
-from tests.support.sandbox import assumed_keys, context_for, init_all, publish, running_sandbox
+from tests.support.sandbox import assumed_keys, context_for, init_all, publish
 
 SENTINELS = {
     "AWS_SECRET_ACCESS_KEY": "SentinelSecretKey0123456789abcdefABCDEF",
@@ -22,12 +19,6 @@ SENTINELS = {
     "SOURCE_AWS_SESSION_TOKEN": "SentinelSourceToken0123456789xyz",
 }
 REGISTRY_PASSWORD = "SentinelRegistryPassw0rd"
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[world.SandboxState]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as state:
-        yield state
 
 
 def _secrets(sandbox: world.SandboxState) -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +26,11 @@ from cloudops.pipeline.model import parse_pipeline
 from cloudops.pipeline.promote import ImageSpec, promote_images
 from cloudops.sandbox import config_seed, violations, world
 from cloudops.sandbox.seed import build_package
-from tests.support.sandbox import context_for, init_all, publish, running_sandbox
+from tests.support.sandbox import context_for, init_all, publish
 
 # Two images instead of the sandbox's seven: every audit reads every repository of every
 # account, and the rules need no more than two.
 IMAGES = "images: [ep/cortex, ep/search]"
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[world.SandboxState]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as state:
-        yield state
 
 
 def cloudops(*args: str) -> Result:

@@ -22,7 +22,7 @@ from cloudops.sandbox import world
 from cloudops.sandbox.seed import build_package
 from tests.support.faults import FaultProxy, Rule, fault_proxy
 from tests.support.run import cloudops
-from tests.support.sandbox import context_for, init_all, publish, registry_token, running_sandbox
+from tests.support.sandbox import context_for, init_all, publish, registry_token
 
 MiB = 1024 * 1024
 FAST = {"CLOUDOPS_RETRY_ATTEMPTS": "4", "CLOUDOPS_RETRY_SECONDS": "20", "AWS_MAX_ATTEMPTS": "4"}
@@ -31,12 +31,6 @@ SMALL_PARTS = {
     "CLOUDOPS_PART_SIZE_MIB": "5",
     "CLOUDOPS_S3_WORKERS": "2",
 }
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[world.SandboxState]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as state:
-        yield state
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.init import init_account
 from cloudops.sandbox import world
 from tests.support.run import assert_clean_failure, cloudops
-from tests.support.sandbox import assumed_keys, context_for, publish, registry_token, running_sandbox
+from tests.support.sandbox import assumed_keys, context_for, publish, registry_token
 
 DESTINATIONS = ("qa", "preprod", "prod")
 KINDS = ("image", "package", "release")
@@ -47,12 +46,6 @@ PARAMETERS = {
     ],
 }
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[world.SandboxState]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as state:
-        yield state
 
 
 @pytest.fixture

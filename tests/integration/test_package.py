@@ -8,33 +8,15 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from cloudops.sandbox import world
 from cloudops.sandbox.seed import build_package
 from tests.support.run import assert_clean_failure, cloudops
-from tests.support.sandbox import assumed_keys, context_for, init_all, publish, running_sandbox
+from tests.support.sandbox import assumed_keys, publish
 
 MiB = 1024 * 1024
 KEY = "deployment-package/versions/{v}/ext-deployment-package.zip"
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[world.SandboxState]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as state:
-        yield state
-
-
-@pytest.fixture
-def ctx(sandbox: world.SandboxState):  # type: ignore[no-untyped-def]
-    world.reset(sandbox)
-    context = context_for(sandbox.pipeline)
-    init_all(context)
-    return context
 
 
 def _s3(ctx: Any, account: str) -> Any:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from cloudops.oci import ACCEPT_MANIFESTS
 from cloudops.pipeline.promote import ImageSpec, promote_images
@@ -16,26 +14,9 @@ from cloudops.sandbox import world
 from tests.support.run import assert_clean_failure, cloudops
 from tests.support.sandbox import (
     assumed_keys,
-    context_for,
-    init_all,
     publish,
     registry_token,
-    running_sandbox,
 )
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[world.SandboxState]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as state:
-        yield state
-
-
-@pytest.fixture
-def ctx(sandbox: world.SandboxState):  # type: ignore[no-untyped-def]
-    world.reset(sandbox)
-    context = context_for(sandbox.pipeline)
-    init_all(context)
-    return context
 
 
 def _digest_in(context, account: str, repository: str, tag: str) -> str | None:  # type: ignore[no-untyped-def]

@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -30,7 +29,7 @@ from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.promote import ImageSpec, promote_images
 from cloudops.sandbox import world
 from tests.support.run import cloudops
-from tests.support.sandbox import context_for, init_all, publish, running_sandbox
+from tests.support.sandbox import context_for, init_all, publish
 
 CHROMIUM = shutil.which("chromium")
 
@@ -42,12 +41,6 @@ class Crafted:
     variant: Path
     """The pipeline with prod's credentials pointing at preprod's account."""
     digests: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[world.SandboxState]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as state:
-        yield state
 
 
 def _package(path: Path, version: str) -> Path:
