@@ -34,11 +34,22 @@ def source_credentials_option(func: F) -> F:
 
 
 def build_context(
-    pipeline_file: str | None, *, source_account: str | None = None, source_env_prefix: str | None = None
+    pipeline_file: str | None,
+    *,
+    promote_to: str | None = None,
+    source: str | None = None,
+    source_env_prefix: str | None = None,
 ) -> PipelineContext:
+    """The run's context. For a promotion into ``promote_to``, --source-credentials-env
+    binds to the source account: ``source``, or the stage before ``promote_to``."""
     pipeline = load_pipeline(pipeline_file)
     overrides = {}
-    if source_env_prefix and source_account:
-        pipeline.account(source_account)
-        overrides[source_account] = AccountCredentials(env_prefix=source_env_prefix)
+    if source_env_prefix and promote_to:
+        pipeline.account(promote_to)
+        source_account = source or (
+            pipeline.previous_stage(promote_to) if promote_to in pipeline.stages else None
+        )
+        if source_account:
+            pipeline.account(source_account)
+            overrides[source_account] = AccountCredentials(env_prefix=source_env_prefix)
     return PipelineContext(pipeline, credential_overrides=overrides, retry=retry_policy())

@@ -133,52 +133,27 @@ def check_config(pipeline: Pipeline) -> ConfigReport:
 
 
 def _config_dir_usable(config_dir: Path, report: ConfigReport) -> bool:
+    """The config root exists, is a folder and can be listed; otherwise one finding."""
     fix = "create <config>/<account>/AWS/Config/author.env and live.env for every account"
+    problem: tuple[FindingKind, str, str] | None = None
     try:
         if not config_dir.exists():
-            report.findings.append(
-                ConfigFinding(
-                    "missing",
-                    "error",
-                    None,
-                    str(config_dir),
-                    None,
-                    None,
-                    "the config folder does not exist",
-                    fix,
-                )
-            )
-            return False
-        if not config_dir.is_dir():
-            report.findings.append(
-                ConfigFinding(
-                    "unreadable",
-                    "error",
-                    None,
-                    str(config_dir),
-                    None,
-                    None,
-                    "the config path is not a folder",
-                    fix,
-                )
-            )
-            return False
-        os.listdir(config_dir)
+            problem = ("missing", "the config folder does not exist", fix)
+        elif not config_dir.is_dir():
+            problem = ("unreadable", "the config path is not a folder", fix)
+        else:
+            os.listdir(config_dir)
     except OSError as exc:
-        report.findings.append(
-            ConfigFinding(
-                "unreadable",
-                "error",
-                None,
-                str(config_dir),
-                None,
-                None,
-                f"the config folder cannot be read ({type(exc).__name__})",
-                "give the user running cloudops read access to it",
-            )
+        problem = (
+            "unreadable",
+            f"the config folder cannot be read ({type(exc).__name__})",
+            "give the user running cloudops read access to it",
         )
-        return False
-    return True
+    if problem is None:
+        return True
+    kind, message, how = problem
+    report.findings.append(ConfigFinding(kind, "error", None, str(config_dir), None, None, message, how))
+    return False
 
 
 def _unknown_folders(config_dir: Path, accounts: list[str], report: ConfigReport) -> None:

@@ -62,7 +62,8 @@ def promote_image(
     to the destination account's promotion log (see `cloudops history`)."""
     context = build_context(
         pipeline_file,
-        source_account=_source_of(pipeline_file, to, source),
+        promote_to=to,
+        source=source,
         source_env_prefix=source_credentials_env,
     )
     with CopyProgressDisplay(f"promote {repository}:{tag} -> {to}", quiet=as_json) as progress:
@@ -70,17 +71,6 @@ def promote_image(
             context, to, [ImageSpec(repository, tag)], source=source, dry_run=dry_run, progress=progress
         )
     _finish(results, as_json=as_json, dry_run=dry_run)
-
-
-def _source_of(pipeline_file: str | None, to: str, source: str | None) -> str | None:
-    """The source account name, for binding --source-credentials-env to it."""
-    if source:
-        return source
-    from cloudops.pipeline.model import load_pipeline
-
-    pipeline = load_pipeline(pipeline_file)
-    pipeline.account(to)
-    return pipeline.previous_stage(to) if to in pipeline.stages else None
 
 
 def _image_lines(results: list[ImagePromotion]) -> list[str]:
@@ -155,7 +145,8 @@ def promote_package_cmd(
 
     context = build_context(
         pipeline_file,
-        source_account=_source_of(pipeline_file, to, source),
+        promote_to=to,
+        source=source,
         source_env_prefix=source_credentials_env,
     )
     result = promote_package(
@@ -191,7 +182,8 @@ def promote_release_cmd(
 
     context = build_context(
         pipeline_file,
-        source_account=_source_of(pipeline_file, to, source),
+        promote_to=to,
+        source=source,
         source_env_prefix=source_credentials_env,
     )
     with CopyProgressDisplay(f"release -> {to}", quiet=as_json) as progress:
