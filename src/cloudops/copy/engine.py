@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
@@ -32,14 +32,12 @@ from cloudops.copy.plan import (
 )
 from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.oci import ImageIndex, Manifest
-from cloudops.registry.bulk import preload_bulk_path
 from cloudops.registry.client import RegistryReader, RegistryWriter
 from cloudops.registry.errors import DigestMismatchError, NotFoundError, RegistryError
 from cloudops.registry.pool import RegistryPool
 from cloudops.registry.retry import RetryPolicy
 
 T = TypeVar("T")
-HASH_IN_THREAD = 256 * 1024
 BlobOutcome = Literal["uploaded", "mounted"]
 ResultStatus = Literal["copied", "up-to-date", "failed", "refused"]
 
@@ -215,7 +213,6 @@ class CopyEngine:
             if tag_digest is not None and not allow_tag_move:
                 return ImageInput(request, digest, DestinationState(tag_digest=tag_digest))
 
-        preload_bulk_path()  # blobs will likely move: import aiohttp while we look around
         root = await limited(src.get_manifest(src_repo, digest))
         children: dict[str, Manifest] = {}
         frontier: list[Manifest] = [root]
@@ -303,51 +300,27 @@ class CopyEngine:
             src = self._pool.reader(transfer.source_registry)
             first = True
 
+            def advanced(nbytes: int) -> None:
+                self._progress.blob_advanced(transfer.key, nbytes)
+
             async def stream_once() -> None:
                 nonlocal first
                 if not first:
                     self._progress.blob_restarted(transfer.key)
                 first = False
-                async with src.open_blob(transfer.source_repository, transfer.digest) as chunks:
-                    await dst.upload_blob(
-                        transfer.dest_repository,
-                        transfer.digest,
-                        transfer.size,
-                        self._verified(chunks, transfer),
-                    )
+                source = await src.blob_endpoint(transfer.source_repository, transfer.digest)
+                await dst.receive_blob(
+                    source,
+                    transfer.dest_repository,
+                    transfer.digest,
+                    transfer.size,
+                    BlobVerifier(transfer),
+                    advanced,
+                )
 
             await self._retry.run(stream_once)
             self._progress.blob_finished(transfer.key, "uploaded")
             return _BlobStats("uploaded", transfer.size)
-
-    async def _verified(self, chunks: AsyncIterator[bytes], transfer: BlobTransfer) -> AsyncIterator[bytes]:
-        """Pass the bytes through while hashing them. The last chunk is held back until the
-        hash is proven, so a corrupt blob never reaches the registry whole and the upload
-        is abandoned instead of committed."""
-        hasher = hashlib.sha256()
-        received = 0
-        pending: bytes | None = None
-        async for chunk in chunks:
-            if len(chunk) >= HASH_IN_THREAD:
-                # hashlib releases the GIL: hashing on the other core overlaps the I/O.
-                await asyncio.to_thread(hasher.update, chunk)
-            else:
-                hasher.update(chunk)
-            received += len(chunk)
-            if received > transfer.size:
-                raise _mismatch(transfer, f"more than its {transfer.size} bytes")
-            if pending is not None:
-                yield pending
-                self._progress.blob_advanced(transfer.key, len(pending))
-            pending = chunk
-        actual = "sha256:" + hasher.hexdigest()
-        if received != transfer.size:
-            raise _mismatch(transfer, f"{received} bytes instead of {transfer.size}")
-        if actual != transfer.digest:
-            raise _mismatch(transfer, f"bytes that hash to {actual[:19]}")
-        if pending is not None:
-            yield pending
-            self._progress.blob_advanced(transfer.key, len(pending))
 
     async def _finish_image(
         self, plan: ImagePlan, tasks: dict[BlobKey, asyncio.Task[_BlobStats]], started: float
@@ -430,6 +403,30 @@ class CopyEngine:
             error if isinstance(error, CloudopsError) else CloudopsError(f"{type(error).__name__}: {error}")
         )
         return ImageResult(request, status, seconds=time.monotonic() - started, error=wrapped)
+
+
+class BlobVerifier:
+    """The sha256 and size of a blob's bytes as they pass (on the bulk path's worker
+    thread). The bulk path sends the last chunk only after :meth:`finish` passed, so a
+    corrupt blob never reaches the registry whole and its upload is never committed."""
+
+    def __init__(self, transfer: BlobTransfer):
+        self._transfer = transfer
+        self._hasher = hashlib.sha256()
+        self._received = 0
+
+    def update(self, chunk: memoryview) -> None:
+        self._received += len(chunk)
+        if self._received > self._transfer.size:
+            raise _mismatch(self._transfer, f"more than its {self._transfer.size} bytes")
+        self._hasher.update(chunk)  # releases the GIL: other blobs move meanwhile
+
+    def finish(self) -> None:
+        if self._received != self._transfer.size:
+            raise _mismatch(self._transfer, f"{self._received} bytes instead of {self._transfer.size}")
+        actual = "sha256:" + self._hasher.hexdigest()
+        if actual != self._transfer.digest:
+            raise _mismatch(self._transfer, f"bytes that hash to {actual[:19]}")
 
 
 def _mismatch(transfer: BlobTransfer, what: str) -> DigestMismatchError:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -22,10 +21,9 @@ from cloudops.oci import (
     ManifestError,
     parse_manifest,
 )
+from cloudops.registry.bulk import REDIRECTS, BlobEndpoint, ChunkCheck
 from cloudops.registry.errors import DigestMismatchError, RegistryError
 from cloudops.registry.transport import RegistryTransport, Scope
-
-BLOB_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,40 +125,30 @@ class RegistryReader:
             return None
         return int(response.headers.get("content-length") or 0)
 
-    @asynccontextmanager
-    async def open_blob(self, repository: str, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        """Stream a blob's bytes (unverified: the copy engine hashes them on the fly). The
-        bytes come over the bulk path (registry/bulk.py); when its credentials went stale
-        the read falls back to httpx, which answers auth challenges."""
+    async def blob_endpoint(self, repository: str, digest: str) -> BlobEndpoint:
+        """Where a blob's bytes are read from, with credentials for them: the bulk path
+        (registry/bulk.py) reads them on a worker thread. When this transport holds no
+        credentials for the repository yet, a HEAD of the blob answers the challenge."""
         path = f"/v2/{repository}/blobs/{digest}"
         what = f"blob {digest[:19]} in {repository}"
         scopes = (Scope(repository),)
-        async with contextlib.AsyncExitStack() as stack:
-            chunks: AsyncIterator[bytes] | None = None
-            headers = self._transport.auth_headers(scopes)
-            if headers is not None:
-                try:
-                    chunks = await stack.enter_async_context(
-                        self._transport.bulk.get(
-                            self._transport.url(path), headers, host=self.host, what=what
-                        )
-                    )
-                except RegistryError as error:
-                    if error.status not in (401, 403):
-                        raise
-                    self._transport.forget_credentials()
-            if chunks is None:
-                response = await self._transport.request(
-                    "GET",
-                    path,
-                    what=what,
-                    scopes=scopes,
-                    stream=True,
-                    follow_redirects=True,  # ECR and S3-backed registries redirect blob reads
-                )
-                stack.push_async_callback(response.aclose)
-                chunks = _raw_chunks(response, self.host, digest)
-            yield chunks
+        headers = self._transport.auth_headers(scopes)
+        if headers is None:
+            await self._transport.request(
+                "HEAD", path, what=what, scopes=scopes, expect=(200, *REDIRECTS), follow_redirects=False
+            )
+            headers = self._transport.auth_headers(scopes) or {}
+        return self._endpoint(path, headers, what)
+
+    def _endpoint(self, url: str, headers: dict[str, str], what: str) -> BlobEndpoint:
+        return BlobEndpoint(
+            self._transport.url(url),
+            headers,
+            self.host,
+            what,
+            self._transport.verify,
+            self._transport.forget_credentials,
+        )
 
     async def list_tags(self, repository: str, page_size: int = 1000) -> list[str]:
         """Every tag of a repository, following the Link header's pagination."""
@@ -210,12 +198,11 @@ class RegistryWriter(RegistryReader):
                 )
         return False
 
-    async def upload_blob(
-        self, repository: str, digest: str, size: int, chunks: AsyncIterator[bytes]
-    ) -> None:
-        """POST to open an upload, then ONE streamed PUT that carries the whole blob and
-        commits it with ?digest=. ECR may drop a second PATCH, and distribution ignores
-        the body of a POST with ?digest= (ECR-NOTES.md), so neither is used."""
+    async def _open_upload(self, repository: str, digest: str) -> BlobEndpoint:
+        """POST to open an upload session: the returned endpoint is its one PUT, which
+        carries the whole blob and commits it with ?digest=. ECR may drop a second PATCH,
+        and distribution ignores the body of a POST with ?digest= (ECR-NOTES.md), so
+        neither is used."""
         what = f"upload of blob {digest[:19]} into {repository}"
         scopes = (Scope(repository, push=True),)
         opened = await self._transport.request(
@@ -225,18 +212,40 @@ class RegistryWriter(RegistryReader):
         if not location:
             raise RegistryError(f"{self.host} opened an upload without a Location header")
         url = httpx.URL(self._transport.url(location)).copy_merge_params({"digest": digest})
-        headers = {
-            **(self._transport.auth_headers(scopes) or {}),
-            "Content-Type": "application/octet-stream",
-            "Content-Length": str(size),
-        }
-        try:
-            answered = await self._transport.bulk.put(str(url), headers, chunks, host=self.host, what=what)
-        except RegistryError as error:
-            if error.status in (401, 403):
-                self._transport.forget_credentials()  # the retry's POST re-authenticates
-            raise
-        stored = answered.get("docker-content-digest")
+        return self._endpoint(str(url), self._transport.auth_headers(scopes) or {}, what)
+
+    async def receive_blob(
+        self,
+        source: BlobEndpoint,
+        repository: str,
+        digest: str,
+        size: int,
+        check: ChunkCheck,
+        advanced: Callable[[int], None] | None = None,
+    ) -> None:
+        """Copy a blob from ``source`` (another registry's :meth:`blob_endpoint`) into
+        ``repository``, every chunk passed through ``check`` on the way. The upload is
+        committed only when the last chunk is sent, after ``check`` has passed the
+        whole; any failure leaves no blob behind."""
+        target = await self._open_upload(repository, digest)
+        answered = await self._transport.bulk.move(source, target, size, check, advanced)
+        self._check_stored(answered.get("docker-content-digest"), digest)
+
+    async def upload_blob(self, repository: str, digest: str, data: bytes) -> None:
+        """Upload a blob held in memory (small synthetic content: the sandbox's seed)."""
+        target = await self._open_upload(repository, digest)
+        response = await self._transport.request(
+            "PUT",
+            target.url,
+            what=target.what,
+            scopes=(Scope(repository, push=True),),
+            headers={"Content-Type": "application/octet-stream"},
+            content=data,
+            expect=(201,),
+        )
+        self._check_stored(response.headers.get("docker-content-digest"), digest)
+
+    def _check_stored(self, stored: str | None, digest: str) -> None:
         if stored and stored != digest:
             raise DigestMismatchError(
                 f"{self.host} stored blob {digest[:19]} under another digest {stored[:19]}"
@@ -263,19 +272,6 @@ class RegistryWriter(RegistryReader):
                 hint="the registry converted the manifest; the copy would not be by digest",
             )
         return stored
-
-
-async def _raw_chunks(response: httpx.Response, host: str, digest: str) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in response.aiter_raw(BLOB_CHUNK):
-            yield chunk
-    except httpx.HTTPError as exc:
-        from cloudops.registry.errors import RegistryUnreachableError
-
-        raise RegistryUnreachableError(
-            f"reading blob {digest[:19]} from {host} broke ({type(exc).__name__})",
-            hint="the connection dropped mid-blob; retries ran out",
-        ) from None
 
 
 def _next_link(header: str | None) -> str | None:

@@ -13,7 +13,7 @@ import httpx
 
 from cloudops.errors import InputError
 from cloudops.registry.auth import Keychain, MultiKeychain
-from cloudops.registry.bulk import BulkSession
+from cloudops.registry.bulk import BlobMover
 from cloudops.registry.client import RegistryReader, RegistryWriter
 from cloudops.registry.retry import RetryPolicy
 from cloudops.registry.transport import RegistryTransport
@@ -59,7 +59,7 @@ class RegistryPool:
         self._keychain = keychain or MultiKeychain([])
         self._verify: ssl.SSLContext | bool = True
         self._clients: list[httpx.AsyncClient] = []
-        self._bulk: list[BulkSession] = []
+        self._mover: BlobMover | None = None
         self._transports: dict[str, RegistryTransport] = {}
         self._open = False
 
@@ -101,10 +101,10 @@ class RegistryPool:
     ) -> None:
         for client in self._clients:
             await client.aclose()
-        for bulk in self._bulk:
-            await bulk.close()
+        if self._mover is not None:
+            await self._mover.close()
+            self._mover = None
         self._clients.clear()
-        self._bulk.clear()
         self._transports.clear()
         self._open = False
 
@@ -115,15 +115,20 @@ class RegistryPool:
         if transport is None:
             insecure = host in self.settings.insecure_hosts
             verify = False if insecure else self._verify
-            bulk = BulkSession(verify, self.settings.max_connections, self.settings.read_timeout)
-            self._bulk.append(bulk)
+            if self._mover is None:
+                self._mover = BlobMover(
+                    workers=self.settings.max_connections,
+                    connect_timeout=self.settings.connect_timeout,
+                    read_timeout=self.settings.read_timeout,
+                )
             transport = RegistryTransport(
                 host,
                 self._new_client(verify),
                 self._keychain,
                 self.settings.retry,
                 insecure=insecure,
-                bulk=bulk,
+                bulk=self._mover,
+                verify=verify,
             )
             self._transports[host] = transport
         return transport

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from cloudops.registry.auth import Challenge, Credentials, Keychain, parse_challenge
-from cloudops.registry.bulk import BulkSession
+from cloudops.registry.bulk import BlobMover
 from cloudops.registry.errors import (
     AuthenticationError,
     InsecureRegistryError,
@@ -52,7 +52,8 @@ class RegistryTransport:
         retry: RetryPolicy,
         *,
         insecure: bool,
-        bulk: BulkSession,
+        bulk: BlobMover,
+        verify: ssl.SSLContext | bool = True,
     ):
         self.host = host
         # Every registry is HTTPS. A host the user named insecure is tried over HTTPS
@@ -69,6 +70,7 @@ class RegistryTransport:
         self._tokens: dict[str, str] = {}
         self._auth_lock = asyncio.Lock()
         self.bulk = bulk
+        self.verify = verify
 
     # -- credentials -------------------------------------------------------------------
 
@@ -81,7 +83,8 @@ class RegistryTransport:
 
     def auth_headers(self, scopes: tuple[Scope, ...]) -> dict[str, str] | None:
         """The Authorization header the next request would carry ({} when the registry
-        asked for none yet), for the bulk path; None when a challenge is pending."""
+        asked for none yet), for the bulk path; None when it has none for these scopes
+        (a request through :meth:`request` answers the challenge first)."""
         if self._challenge is None:
             return {}
         header = self._auth_header(scopes)

@@ -13,7 +13,6 @@ import os
 import random
 import tarfile
 import zipfile
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from cloudops.oci import OCI_MANIFEST, sha256_digest
@@ -102,18 +101,13 @@ def build_image(repository: str, version: str, *, scale: float = 1.0) -> tuple[b
     return manifest, config, layers
 
 
-async def _chunks(data: bytes, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
-
-
 async def publish_image(writer: RegistryWriter, repository: str, version: str, *, scale: float = 1.0) -> str:
     """Push one synthetic image under ``version``; returns its digest. Idempotent."""
     manifest, config, layers = build_image(repository, version, scale=scale)
     for blob in [config, *(layer.data for layer in layers)]:
         digest = sha256_digest(blob)
         if await writer.blob_size(repository, digest) is None:
-            await writer.upload_blob(repository, digest, len(blob), _chunks(blob))
+            await writer.upload_blob(repository, digest, blob)
     digest = sha256_digest(manifest)
     current = await writer.head_manifest(repository, version)
     if current is None:
