@@ -3,6 +3,9 @@ behind (never a tag over missing content; a throttled run never reports success)
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -76,7 +79,12 @@ FAULTS = {
         "dst",
         Rule("drop_request", path="/blobs/uploads/.+digest=", method="PUT", after_bytes=500_000, times=2),
     ),
+    "drop-manifest-get-mid-body": (
+        "src",
+        Rule("drop_response", path="/manifests/sha256", method="GET", after_bytes=100, times=2),
+    ),
     "stall-blob-get": ("src", Rule("stall", path="/blobs/sha256", method="GET", seconds=2.0, times=1)),
+    "stall-upload-post": ("dst", Rule("stall", path="/blobs/uploads/$", method="POST", seconds=1.0, times=1)),
     "403-token-expired-once": ("src", Rule("expired", path="/manifests/sha256", method="GET", times=1)),
 }
 
@@ -188,3 +196,47 @@ def test_manifest_over_four_mib_is_refused_before_being_read_whole(
         dst_proxy.host,
     )
     assert_clean_failure(result, 1, "4 MiB")
+
+
+@pytest.mark.parametrize("path", ["/blobs/sha256", "/manifests/sha256"])
+def test_interrupt_during_a_stalled_request_exits_at_once_and_writes_no_tag(
+    path: str, image: TestImage, registry2: Registry, src_proxy: FaultProxy, dst_proxy: FaultProxy
+) -> None:
+    """Requests run on worker threads (registry/wire.py); Ctrl-C must not wait for a
+    stalled one to time out, and must leave nothing tagged."""
+    rule = src_proxy.add(Rule("stall", path=path, method="GET", seconds=120, times=-1))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cloudops",
+            "copy",
+            "-q",
+            f"{src_proxy.host}/ep/cortex:1",
+            f"{dst_proxy.host}/ep/cortex:1",
+            "--insecure-registry",
+            src_proxy.host,
+            "--insecure-registry",
+            dst_proxy.host,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while rule.hits == 0 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert rule.hits >= 1, "the copy never reached the stalled request"
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert took < 5, f"took {took:.1f}s to stop after SIGINT"
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert _consistent(registry2, image) is None

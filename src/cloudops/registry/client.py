@@ -21,7 +21,7 @@ from cloudops.oci import (
     ManifestError,
     parse_manifest,
 )
-from cloudops.registry.bulk import REDIRECTS, BlobEndpoint, ChunkCheck
+from cloudops.registry.bulk import REDIRECTS, BlobEndpoint, ChunkCheck, move_blob
 from cloudops.registry.errors import DigestMismatchError, RegistryError
 from cloudops.registry.transport import RegistryTransport, Scope
 
@@ -228,7 +228,7 @@ class RegistryWriter(RegistryReader):
         committed only when the last chunk is sent, after ``check`` has passed the
         whole; any failure leaves no blob behind."""
         target = await self._open_upload(repository, digest)
-        answered = await self._transport.bulk.move(source, target, size, check, advanced)
+        answered = await move_blob(self._transport.wire, source, target, size, check, advanced)
         self._check_stored(answered.get("docker-content-digest"), digest)
 
     async def upload_blob(self, repository: str, digest: str, data: bytes) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 
 from cloudops.registry.auth import Challenge, Credentials, Keychain, parse_challenge
-from cloudops.registry.bulk import BlobMover
 from cloudops.registry.errors import (
     AuthenticationError,
     InsecureRegistryError,
@@ -28,6 +27,7 @@ from cloudops.registry.errors import (
     error_for_status,
 )
 from cloudops.registry.retry import RetryPolicy
+from cloudops.registry.wire import Wire
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -52,7 +52,7 @@ class RegistryTransport:
         retry: RetryPolicy,
         *,
         insecure: bool,
-        bulk: BlobMover,
+        wire: Wire,
         verify: ssl.SSLContext | bool = True,
     ):
         self.host = host
@@ -69,7 +69,7 @@ class RegistryTransport:
         self._credentials_resolved = False
         self._tokens: dict[str, str] = {}
         self._auth_lock = asyncio.Lock()
-        self.bulk = bulk
+        self.wire = wire
         self.verify = verify
 
     # -- credentials -------------------------------------------------------------------
