@@ -9,6 +9,7 @@ from cloudops.copy.plan import (
     DestinationState,
     ImageInput,
     ImageStatus,
+    Planner,
     SourceImage,
     plan_copy,
     walk_manifests,
@@ -139,3 +140,21 @@ def test_destination_by_digest_is_up_to_date_when_the_manifest_exists() -> None:
     request_dst = f"b.io/x@{image.digest}"
     plan = plan_copy([_input("a.io/x:1", request_dst, image, present_manifests=frozenset({image.digest}))])
     assert plan.images[0].status is ImageStatus.UP_TO_DATE
+
+
+def test_planned_image_by_image_each_blob_starts_once_largest_first() -> None:
+    """The engine plans each image as its lookups finish: an image added later gets only
+    the transfers no earlier image started, and a blob shared across repositories is
+    mounted after the upload that an earlier image started."""
+    planner = Planner()
+    first = planner.add(_input("a.io/ep/one:1", "b.io/ep/one:1", _manifest(1, 2, 3, 9)))
+    assert [t.digest for t in first.transfers] == [_digest(9), _digest(3), _digest(2), _digest(1)]
+    assert all(t.mount_from is None for t in first.transfers)
+
+    again = planner.add(_input("a.io/ep/one:2", "b.io/ep/one:2", _manifest(5, 2, 3)))
+    assert [t.digest for t in again.transfers] == [_digest(5)]  # 2 and 3 already on their way
+    assert set(again.images[0].blobs) == {("b.io", "ep/one", _digest(n)) for n in (5, 2, 3)}
+
+    other = planner.add(_input("a.io/ep/two:1", "b.io/ep/two:1", _manifest(6, 2)))
+    mount = next(t for t in other.transfers if t.digest == _digest(2))
+    assert mount.mount_from == "ep/one" and mount.after == ("b.io", "ep/one", _digest(2))

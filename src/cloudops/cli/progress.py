@@ -20,6 +20,7 @@ class CopyProgressDisplay:
         self._live = stderr.is_terminal and not quiet
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._total = 0
         self._sent: dict[BlobKey, int] = {}
 
     def __enter__(self) -> CopyProgressDisplay:
@@ -53,8 +54,14 @@ class CopyProgressDisplay:
             self._progress.stop()
 
     def planned(self, plan: CopyPlan) -> None:
-        if self._progress is not None:
-            self._task = self._progress.add_task(self._label, total=plan.bytes_to_move or 1)
+        """Called once per image as it is planned: the bar's total grows with each."""
+        if self._progress is None:
+            return
+        self._total += plan.bytes_to_move
+        if self._task is None:
+            self._task = self._progress.add_task(self._label, total=self._total or 1)
+        else:
+            self._progress.update(self._task, total=self._total or 1)
 
     def blob_advanced(self, key: BlobKey, nbytes: int) -> None:
         self._sent[key] = self._sent.get(key, 0) + nbytes

@@ -26,8 +26,8 @@ from cloudops.copy.plan import (
     ImageInput,
     ImagePlan,
     ImageStatus,
+    Planner,
     SourceImage,
-    plan_copy,
     walk_manifests,
 )
 from cloudops.errors import CloudopsError, InputError, RefusedError
@@ -43,7 +43,8 @@ ResultStatus = Literal["copied", "up-to-date", "failed", "refused"]
 
 
 class CopyProgress(Protocol):
-    """What a progress display hears. Every method must be cheap and never raise."""
+    """What a progress display hears. Every method must be cheap and never raise.
+    ``planned`` comes once per image, with its plan and the transfers it adds."""
 
     def planned(self, plan: CopyPlan) -> None: ...
     def blob_advanced(self, key: BlobKey, nbytes: int) -> None: ...
@@ -147,29 +148,38 @@ class CopyEngine:
 
     async def copy(self, requests: Sequence[CopyRequest], *, allow_tag_move: bool = True) -> CopyReport:
         """Copy every request by digest. Failures are per image and reported, never raised:
-        the report says which images failed and why."""
+        the report says which images failed and why.
+
+        Each image is planned as soon as its lookups finish and its blobs start moving at
+        once, while other images are still being looked at; blobs stay deduplicated
+        across the whole batch (copy/plan.py's Planner)."""
         started = time.monotonic()
         lookups = asyncio.Semaphore(self._concurrency * 2)
-        resolved = await asyncio.gather(
-            *(self._resolve(r, lookups, allow_tag_move) for r in requests), return_exceptions=True
-        )
-        inputs: list[ImageInput] = []
-        results: dict[int, ImageResult] = {}
-        for index, (request, outcome) in enumerate(zip(requests, resolved, strict=True)):
-            if isinstance(outcome, BaseException):
-                results[index] = self._failed(request, outcome, started)
-                self._progress.image_finished(results[index])
-            else:
-                inputs.append(outcome)
-        plan = plan_copy(inputs, allow_tag_move=allow_tag_move)
-        self._progress.planned(plan)
-        executed = await self._execute(plan, started)
-        plan_index = iter(executed)
-        report = CopyReport()
-        for index in range(len(requests)):
-            report.results.append(results[index] if index in results else next(plan_index))
-        report.seconds = time.monotonic() - started
-        return report
+        slots = asyncio.Semaphore(self._concurrency)
+        planner = Planner(allow_tag_move=allow_tag_move)
+        tasks: dict[BlobKey, asyncio.Task[_BlobStats]] = {}
+
+        async def one(request: CopyRequest) -> ImageResult:
+            try:
+                image = await self._resolve(request, lookups, allow_tag_move)
+            except Exception as error:
+                failed = self._failed(request, error, started)
+                self._progress.image_finished(failed)
+                return failed
+            part = planner.add(image)  # no await between planning and starting: one planner
+            for transfer in part.transfers:
+                dependency = tasks.get(transfer.after) if transfer.after else None
+                tasks[transfer.key] = asyncio.ensure_future(self._transfer(transfer, dependency, slots))
+            self._progress.planned(part)
+            return await self._finish_image(part.images[0], tasks, started)
+
+        try:
+            results = await asyncio.gather(*(one(r) for r in requests))
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+        return CopyReport(list(results), time.monotonic() - started)
 
     async def resolve_digest(self, reader: RegistryReader, ref_repository: str, ref: str) -> str:
         head = await reader.head_manifest(ref_repository, ref)
@@ -257,27 +267,6 @@ class CopyEngine:
         )
 
     # -- execute -----------------------------------------------------------------------
-
-    async def _execute(self, plan: CopyPlan, started: float) -> list[ImageResult]:
-        slots = asyncio.Semaphore(self._concurrency)
-        by_key = {t.key: t for t in plan.transfers}
-        tasks: dict[BlobKey, asyncio.Task[_BlobStats]] = {}
-
-        def task_for(key: BlobKey) -> asyncio.Task[_BlobStats]:
-            if key not in tasks:
-                transfer = by_key[key]
-                dependency = task_for(transfer.after) if transfer.after else None
-                tasks[key] = asyncio.ensure_future(self._transfer(transfer, dependency, slots))
-            return tasks[key]
-
-        for key in by_key:
-            task_for(key)
-        try:
-            return list(await asyncio.gather(*(self._finish_image(p, tasks, started) for p in plan.images)))
-        finally:
-            for task in tasks.values():
-                task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
 
     async def _transfer(
         self,

@@ -150,26 +150,34 @@ def walk_manifests(root: Manifest, children: dict[str, Manifest]) -> tuple[Manif
     return tuple(ordered)
 
 
-def plan_copy(images: Sequence[ImageInput], *, allow_tag_move: bool = True) -> CopyPlan:
-    plans: list[ImagePlan] = []
-    transfers: dict[BlobKey, BlobTransfer] = {}
-    first_in_registry: dict[tuple[str, str], BlobKey] = {}
+class Planner:
+    """Plans a batch one image at a time, as each image's lookups finish, so that its blobs
+    can start moving while other images are still being looked at. Blobs are
+    deduplicated across everything added so far: a blob another image already uploads
+    into the same registry is mounted after that upload instead of moved twice."""
 
-    for image in images:
+    def __init__(self, *, allow_tag_move: bool = True):
+        self._allow_tag_move = allow_tag_move
+        self._transfers: dict[BlobKey, BlobTransfer] = {}
+        self._first_in_registry: dict[tuple[str, str], BlobKey] = {}
+
+    def add(self, image: ImageInput) -> CopyPlan:
+        """The image's plan, and the transfers it needs that no earlier image started."""
         request = image.request
         state = image.destination
         dst_tag = request.destination.tag
         if state.tag_digest == image.digest or (dst_tag is None and image.digest in state.present_manifests):
-            plans.append(ImagePlan(request, image.digest, ImageStatus.UP_TO_DATE, state.tag_digest))
-            continue
-        if state.tag_digest is not None and not allow_tag_move:
-            plans.append(ImagePlan(request, image.digest, ImageStatus.TAG_CONFLICT, state.tag_digest))
-            continue
+            return CopyPlan((ImagePlan(request, image.digest, ImageStatus.UP_TO_DATE, state.tag_digest),), ())
+        if state.tag_digest is not None and not self._allow_tag_move:
+            return CopyPlan(
+                (ImagePlan(request, image.digest, ImageStatus.TAG_CONFLICT, state.tag_digest),), ()
+            )
         if image.source is None:
             raise ValueError(f"{request.source} needs copying but its manifests were not fetched")
 
         src, dst = request.source, request.destination
         needed: list[BlobKey] = []
+        new: list[BlobTransfer] = []
         present = 0
         for digest, size in _missing_blobs(image.source.manifests, state):
             if digest in state.present_blobs:
@@ -177,9 +185,9 @@ def plan_copy(images: Sequence[ImageInput], *, allow_tag_move: bool = True) -> C
                 continue
             key: BlobKey = (dst.registry, dst.repository, digest)
             needed.append(key)
-            if key in transfers:
+            if key in self._transfers:
                 continue
-            first = first_in_registry.get((dst.registry, digest))
+            first = self._first_in_registry.get((dst.registry, digest))
             mount_from: str | None = None
             if first is not None:
                 mount_from = first[1]  # another repository of this batch uploads it
@@ -195,8 +203,9 @@ def plan_copy(images: Sequence[ImageInput], *, allow_tag_move: bool = True) -> C
                 mount_from=mount_from,
                 after=first,
             )
-            transfers[key] = transfer
-            first_in_registry.setdefault((dst.registry, digest), key)
+            self._transfers[key] = transfer
+            self._first_in_registry.setdefault((dst.registry, digest), key)
+            new.append(transfer)
 
         pushes = [
             ManifestPush(dst.repository, m.digest, m.digest, m.media_type, m.raw)
@@ -207,18 +216,29 @@ def plan_copy(images: Sequence[ImageInput], *, allow_tag_move: bool = True) -> C
         pushes.append(
             ManifestPush(dst.repository, dst_tag or root.digest, root.digest, root.media_type, root.raw)
         )
-        plans.append(
-            ImagePlan(
-                request,
-                image.digest,
-                ImageStatus.COPY,
-                state.tag_digest,
-                tuple(dict.fromkeys(needed)),
-                present,
-                tuple(pushes),
-            )
+        plan = ImagePlan(
+            request,
+            image.digest,
+            ImageStatus.COPY,
+            state.tag_digest,
+            tuple(dict.fromkeys(needed)),
+            present,
+            tuple(pushes),
         )
-    return CopyPlan(tuple(plans), tuple(transfers.values()))
+        # Largest first: on a busy link the batch ends with small blobs, not one big one.
+        return CopyPlan((plan,), tuple(sorted(new, key=lambda t: -t.size)))
+
+
+def plan_copy(images: Sequence[ImageInput], *, allow_tag_move: bool = True) -> CopyPlan:
+    """The whole batch's plan at once (what :class:`Planner` builds image by image)."""
+    planner = Planner(allow_tag_move=allow_tag_move)
+    plans: list[ImagePlan] = []
+    transfers: list[BlobTransfer] = []
+    for image in images:
+        part = planner.add(image)
+        plans.extend(part.images)
+        transfers.extend(part.transfers)
+    return CopyPlan(tuple(plans), tuple(transfers))
 
 
 def _missing_blobs(manifests: Iterable[Manifest], state: DestinationState) -> list[tuple[str, int]]:
