@@ -61,6 +61,12 @@ class RegistryTransport:
         # docker and skopeo do for insecure registries).
         self.base_url = f"https://{host}"
         self._may_downgrade = insecure
+        # Until an insecure host's scheme is known, one request finds it out and the
+        # others wait: a batch would otherwise open a failing TLS handshake per request.
+        self._scheme_settled = asyncio.Event()
+        if not insecure:
+            self._scheme_settled.set()
+        self._scheme_probe = asyncio.Lock()
         self._client = client
         self._keychain = keychain
         self.retry = retry
@@ -229,7 +235,22 @@ class RegistryTransport:
             return await attempt()
         return await self.retry.run(attempt)
 
-    async def _send_authenticated(
+    async def _send_authenticated(self, *args: Any) -> httpx.Response:
+        if not self._scheme_settled.is_set():
+            async with self._scheme_probe:
+                if not self._scheme_settled.is_set():
+                    try:
+                        response = await self._send_authenticated_once(*args)
+                    except RegistryUnreachableError:
+                        raise  # nothing learned: the next request finds out
+                    except RegistryError:
+                        self._scheme_settled.set()  # the host answered over this scheme
+                        raise
+                    self._scheme_settled.set()
+                    return response
+        return await self._send_authenticated_once(*args)
+
+    async def _send_authenticated_once(
         self,
         method: str,
         path: str,

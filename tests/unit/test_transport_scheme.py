@@ -1,0 +1,67 @@
+"""An --insecure-registry host is tried over HTTPS first and switched to plain HTTP when
+it does not speak TLS; a batch must find that out once, not once per request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from cloudops.registry.auth import MultiKeychain
+from cloudops.registry.retry import RetryPolicy
+from cloudops.registry.transport import RegistryTransport
+from cloudops.registry.wire import Wire
+
+
+def _transport(handler: httpx.MockTransport, *, insecure: bool) -> RegistryTransport:
+    return RegistryTransport(
+        "registry.test:5000",
+        httpx.AsyncClient(transport=handler),
+        MultiKeychain([]),
+        RetryPolicy(attempts=1),
+        insecure=insecure,
+        wire=Wire(workers=1, connect_timeout=1, read_timeout=1),
+    )
+
+
+def _plain_http_server(schemes: list[str]) -> httpx.MockTransport:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        schemes.append(request.url.scheme)
+        await asyncio.sleep(0.01)  # a network: the other requests of the batch start meanwhile
+        if request.url.scheme == "https":
+            # What ssl reports when the server answers a ClientHello in plain HTTP.
+            raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+        return httpx.Response(200)
+
+    return httpx.MockTransport(handle)
+
+
+def test_concurrent_requests_to_an_insecure_plain_http_host_probe_tls_once() -> None:
+    schemes: list[str] = []
+    transport = _transport(_plain_http_server(schemes), insecure=True)
+
+    async def batch() -> list[int]:
+        responses = await asyncio.gather(
+            *(transport.request("HEAD", f"/v2/ep/{n}/manifests/1", what="manifest") for n in range(16))
+        )
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(batch()) == [200] * 16
+    assert schemes.count("https") == 1 and schemes.count("http") == 16
+    assert transport.base_url == "http://registry.test:5000"
+
+
+def test_a_host_not_named_insecure_is_never_switched_to_plain_http() -> None:
+    schemes: list[str] = []
+    transport = _transport(_plain_http_server(schemes), insecure=False)
+
+    async def one() -> None:
+        await transport.request("GET", "/v2/", what="the API version check")
+
+    try:
+        asyncio.run(one())
+    except Exception as error:
+        assert "does not speak HTTPS" in str(error) and "--insecure-registry" in str(error)
+    else:
+        raise AssertionError("a plain-HTTP host was used without --insecure-registry")
+    assert schemes == ["https"]
