@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +97,12 @@ def start_registry(
     port: int | None = None,
     htpasswd: Path | None = None,
     tls: tuple[Path, Path] | None = None,
+    auth_section: Sequence[str] = (),
     detach: bool = False,
 ) -> ServerProcess:
-    """Start `docker-registry serve` on a loopback port with storage under ``root``."""
+    """Start `docker-registry serve` on a loopback port with storage under ``root``.
+    ``auth_section`` is the config's ``auth:`` block as lines, for other schemes than
+    htpasswd (the tests' bearer-token server)."""
     port = port or free_port()
     root.mkdir(parents=True, exist_ok=True)
     storage = root / "storage"
@@ -114,6 +118,7 @@ def start_registry(
         config += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
     if htpasswd is not None:
         config += ["auth:", f"  htpasswd: {{realm: cloudops-test, path: {htpasswd}}}"]
+    config += list(auth_section)
     config_path = root / "config.yml"
     config_path.write_text("\n".join(config) + "\n")
     log = open(root / "registry.log", "ab")  # noqa: SIM115 - handed to the child
