@@ -195,3 +195,26 @@ def test_cancelling_a_stalled_request_frees_its_thread_at_once(serve: Callable[[
     finally:
         release.set()
     assert time.monotonic() - started < 5
+
+
+def test_headers_that_are_not_ascii_pass_through(serve: Callable[[Behaviour], Server]) -> None:
+    def behaviour(conn: socket.socket, on_this: int, overall: int) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Amz-Meta-Owner: caf\xe9\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    server = serve(behaviour)
+
+    async def work(client: httpx.AsyncClient) -> str:
+        return (await client.get("/v2/")).headers["x-amz-meta-owner"]
+
+    assert asyncio.run(_with_client(server, work)) == "café"
+
+
+def test_a_header_http_refuses_is_an_httpx_error_not_a_crash(serve: Callable[[Behaviour], Server]) -> None:
+    server = serve(lambda conn, n, overall: (ok(conn), True)[1])
+
+    async def work(client: httpx.AsyncClient) -> object:
+        return await client.get("/v2/", headers={"X-Bad": "a\r\nInjected: 1"})
+
+    with pytest.raises(httpx.LocalProtocolError):
+        asyncio.run(_with_client(server, work))

@@ -162,11 +162,11 @@ class CopyEngine:
         async def one(request: CopyRequest) -> ImageResult:
             try:
                 image = await self._resolve(request, lookups, allow_tag_move)
+                part = planner.add(image)  # no await between planning and starting: one planner
             except Exception as error:
                 failed = self._failed(request, error, started)
                 self._progress.image_finished(failed)
                 return failed
-            part = planner.add(image)  # no await between planning and starting: one planner
             for transfer in part.transfers:
                 dependency = tasks.get(transfer.after) if transfer.after else None
                 tasks[transfer.key] = asyncio.ensure_future(self._transfer(transfer, dependency, slots))

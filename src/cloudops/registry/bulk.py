@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import queue
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,9 +34,10 @@ from cloudops.registry.errors import (
     TokenExpiredError,
     error_for_status,
 )
-from cloudops.registry.wire import Operation, Wire
+from cloudops.registry.wire import Operation, Wire, shutdown
 
 CHUNK = 1024 * 1024
+BUFFERS = 4
 MAX_REDIRECTS = 5
 MAX_ERROR_BODY = 64 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -126,7 +129,7 @@ class _BlobPipe(Operation):
             self.close_all()
 
     def _run(self) -> dict[str, str]:
-        source, target = self._source, self._target
+        target = self._target
         response, source_url, source_conn = self._get()
         put_conn, path = self._guard(target, partial(self._open, target.url, target.verify))
         put_headers = {
@@ -135,29 +138,40 @@ class _BlobPipe(Operation):
             "Content-Length": str(self._size),
         }
         self._guard(target, partial(_send_head, put_conn, "PUT", path, put_headers))
-        buffers = (bytearray(CHUNK), bytearray(CHUNK))
-        pending: memoryview | None = None
-        turn = 0
-        while True:
-            if self.aborted.is_set():
-                raise _Aborted
-            buffer = buffers[turn & 1]
-            nbytes = self._guard(source, partial(response.readinto, buffer))
-            if not nbytes:
-                break
-            chunk = memoryview(buffer)[:nbytes]
-            self._check.update(chunk)
+        # Reading (and hashing) runs on a thread of its own, a few chunks ahead of the
+        # sending: a single big layer then moves at the speed of the slower side, not at
+        # the sum of both (1 GiB: 115 -> 150+ MiB/s). Memory: BUFFERS chunks per blob.
+        free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(BUFFERS):
+            free.put(bytearray(CHUNK))
+        ready: queue.SimpleQueue[tuple[memoryview, bytearray] | BaseException | None] = queue.SimpleQueue()
+        stop = threading.Event()
+        reader = threading.Thread(
+            target=self._read, args=(response, free, ready, stop), name="cloudops-blob-read", daemon=True
+        )
+        reader.start()
+        try:
+            pending: tuple[memoryview, bytearray] | None = None
+            while True:
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:
+                    break  # every byte read and ``check`` passed the whole
+                if pending is not None:
+                    self._send(put_conn, pending[0])
+                    free.put(pending[1])
+                pending = item
+            reader.join()
+            self._drain(response, source_url, source_conn)
             if pending is not None:
-                self._send(put_conn, pending)
-            pending = chunk
-            turn += 1
-        if response.length:  # the connection ended before the declared Content-Length
-            self.failed_side = source
-            raise _broken(source, "ended early")
-        self._drain(response, source_url, source_conn)
-        self._check.finish()
-        if pending is not None:
-            self._send(put_conn, pending)
+                self._send(put_conn, pending[0])
+        finally:
+            if reader.is_alive():
+                stop.set()
+                free.put(bytearray(0))  # wakes a reader waiting for a buffer
+                shutdown(source_conn)  # wakes a reader blocked on the socket
+                reader.join()
         answer = self._guard(target, put_conn.getresponse)
         if answer.status != 201:
             raise self._status_error(target, answer)
@@ -165,9 +179,39 @@ class _BlobPipe(Operation):
         self._release(target.url, target.verify, put_conn)
         return {k.lower(): v for k, v in answer.getheaders()}
 
+    def _read(
+        self,
+        response: http.client.HTTPResponse,
+        free: queue.SimpleQueue[bytearray],
+        ready: queue.SimpleQueue[tuple[memoryview, bytearray] | BaseException | None],
+        stop: threading.Event,
+    ) -> None:
+        """The reading thread: chunks into ``ready``, then None once ``check`` passed, or
+        the exception that ended it."""
+        source = self._source
+        try:
+            while True:
+                buffer = free.get()
+                if stop.is_set() or self.aborted.is_set():
+                    raise _Aborted
+                nbytes = self._guard(source, partial(response.readinto, buffer))
+                if not nbytes:
+                    break
+                chunk = memoryview(buffer)[:nbytes]
+                self._check.update(chunk)
+                ready.put((chunk, buffer))
+            if response.length:  # the connection ended before the declared Content-Length
+                self.failed_side = source
+                raise _broken(source, "ended early")
+            self._check.finish()
+            ready.put(None)
+        except BaseException as exc:  # handed to the sending thread, raised there
+            ready.put(exc)
+
     def _get(self) -> tuple[http.client.HTTPResponse, str, http.client.HTTPConnection]:
         source = self._source
-        origin = urlsplit(source.url).netloc
+        start = urlsplit(source.url)
+        origin = (start.scheme, start.netloc)
         url, headers = source.url, dict(source.headers)
         for _ in range(MAX_REDIRECTS + 1):
             conn, path = self._guard(source, partial(self._open, url, source.verify))
@@ -175,8 +219,13 @@ class _BlobPipe(Operation):
             location = response.getheader("Location")
             if response.status in REDIRECTS and location:
                 self._drain(response, url, conn)
-                url = urljoin(url, location)
-                if urlsplit(url).netloc != origin:
+                url = self._guard(source, partial(urljoin, url, location))
+                target = urlsplit(url)
+                if target.scheme not in ("http", "https"):
+                    raise RegistryError(f"{source.host} redirected {source.what} to a {target.scheme!r} URL")
+                if (target.scheme, target.netloc) != origin:
+                    # Credentials never leave the registry's own host and scheme (ECR sends
+                    # blob reads to S3, which refuses a second auth).
                     headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 continue
             if response.status != 200:
@@ -214,7 +263,7 @@ class _BlobPipe(Operation):
     def _guard(self, side: BlobEndpoint, call: Callable[[], T]) -> T:
         try:
             return call()
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             if self.aborted.is_set():
                 raise _Aborted from None
             self.failed_side = side

@@ -240,14 +240,11 @@ class RegistryTransport:
             async with self._scheme_probe:
                 if not self._scheme_settled.is_set():
                     try:
-                        response = await self._send_authenticated_once(*args)
-                    except RegistryUnreachableError:
-                        raise  # nothing learned: the next request finds out
-                    except RegistryError:
-                        self._scheme_settled.set()  # the host answered over this scheme
-                        raise
-                    self._scheme_settled.set()
-                    return response
+                        return await self._send_authenticated_once(*args)
+                    finally:
+                        # Settled whatever the answer: a host that cannot be reached must
+                        # not make the waiting requests probe it one after another.
+                        self._scheme_settled.set()
         return await self._send_authenticated_once(*args)
 
     async def _send_authenticated_once(
@@ -303,7 +300,10 @@ class RegistryTransport:
                 continue
             if response.status_code in expect:
                 if not stream:
-                    await response.aread()
+                    try:
+                        await response.aread()
+                    except httpx.HTTPError as exc:
+                        raise _connection_error(exc, self.host) from None
                 return response
             body = await _read_limited(response)
             error = error_for_status(

@@ -33,6 +33,9 @@ pages, tokens and errors far less. A longer body is cut there and reading past t
 fails (the caller refuses it before, by its Content-Length, or after MAX_MANIFEST_BYTES)."""
 
 Key = tuple[str, str, int]
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+"""Requests sent again, at once, when a kept-alive connection turns out dead under them
+(RFC 9110 9.2.2); others are left to the retry policy."""
 
 
 class Operation:
@@ -46,10 +49,7 @@ class Operation:
     def abort(self) -> None:
         self.aborted.set()
         for conn in list(self.connections):
-            sock = conn.sock
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            shutdown(conn)
 
     def close_all(self) -> None:
         for conn in self.connections:
@@ -146,7 +146,14 @@ class Wire:
         else:
             conn = http.client.HTTPConnection(netloc, timeout=timeout)
         operation.connections.append(conn)
-        conn.connect()
+        try:
+            conn.connect()
+        except ValueError as exc:  # an unusable host name (IDNA: a label over 63 characters)
+            conn.close()
+            raise ConnectionError(f"bad host {netloc!r}: {exc}") from exc
+        if operation.aborted.is_set():  # aborted while connecting: abort() saw no socket
+            conn.close()
+            raise ConnectionAbortedError("aborted")
         if conn.sock is not None:
             conn.sock.settimeout(read)
         return conn, False
@@ -204,7 +211,9 @@ class WireTransport(httpx.AsyncBaseTransport):
             raise
         return httpx.Response(
             status,
-            headers=headers,
+            # As bytes: http.client decoded them as latin-1, and httpx would encode text
+            # headers as ASCII (an S3 x-amz-meta-* header may not be).
+            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
             stream=_Body(content),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason.encode("latin-1")},
         )
@@ -245,12 +254,15 @@ class _Exchange:
                 response = conn.getresponse()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 conn.close()
-                if reused and not self._operation.aborted.is_set():
+                if reused and self._method in IDEMPOTENT and not self._operation.aborted.is_set():
                     continue  # a kept-alive connection the server had just closed: once more, fresh
                 raise _read_error(exc) from exc
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 raise _read_error(exc) from exc
+            except ValueError as exc:  # a header http.client refuses (a line break in it)
+                conn.close()
+                raise httpx.LocalProtocolError(f"{type(exc).__name__}: {exc}") from exc
             try:
                 content = response.read(MAX_BODY + 1)
                 if response.length and len(content) <= MAX_BODY:  # http.client says nothing
@@ -311,6 +323,16 @@ def _read_error(exc: BaseException) -> httpx.TransportError:
     return httpx.ReadError(f"{type(exc).__name__}: {exc}")
 
 
+def shutdown(conn: http.client.HTTPConnection) -> None:
+    """Cut a connection from another thread: a blocked read or write in its thread fails.
+    socket.socket's own shutdown, not SSLSocket's: that one drops the TLS layer first, and
+    a write racing it would go out in plain text."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 def _key(scheme: str, netloc: str, verify: ssl.SSLContext | bool) -> Key:
     return scheme, netloc, id(verify) if isinstance(verify, ssl.SSLContext) else int(verify)
 
@@ -323,7 +345,8 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     if sock is None:
         return True
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller = select.poll()  # not select(): it refuses file descriptors over 1023
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
