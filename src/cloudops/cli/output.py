@@ -8,18 +8,46 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
-from rich.console import Console
 
 from cloudops.cli import exit_codes
 from cloudops.errors import CloudopsError
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-if not stderr.is_terminal:
-    # Logs (Jenkins) are read in a browser: do not squeeze tables into 80 columns.
-    stderr.width = max(stderr.width, 140)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """rich's Console for stderr, made on first use: a `-q --json` run that prints nothing
+    there never imports rich (~40 ms of every such run's start-up)."""
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True, highlight=False, soft_wrap=True)
+            if not console.is_terminal:
+                # Logs (Jenkins) are read in a browser: do not squeeze tables into 80 columns.
+                console.width = max(console.width, 140)
+            self._console = console
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+_stderr = _LazyConsole()
+stderr = cast("Console", _stderr)
+"""Human output and errors. Hand :func:`stderr_console` (the Console itself) to rich APIs."""
+
+
+def stderr_console() -> Console:
+    return _stderr.get()
 
 
 def emit_json(document: Any) -> None:

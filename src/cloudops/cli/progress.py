@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from cloudops.cli.output import human_bytes, stderr
+from cloudops.cli.output import human_bytes, stderr, stderr_console
 from cloudops.copy.engine import BlobOutcome, ImageResult
 from cloudops.copy.plan import BlobKey, CopyPlan
 
@@ -17,7 +17,7 @@ class CopyProgressDisplay:
     def __init__(self, label: str = "copy", *, quiet: bool = False):
         self._label = label
         self._quiet = quiet
-        self._live = stderr.is_terminal and not quiet
+        self._live = not quiet and stderr.is_terminal
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._total = 0
@@ -41,7 +41,7 @@ class CopyProgressDisplay:
                 DownloadColumn(binary_units=True),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
-                console=stderr,
+                console=stderr_console(),
                 transient=True,
             )
             self._progress.start()

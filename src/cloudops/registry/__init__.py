@@ -4,6 +4,14 @@ The reading side (:class:`RegistryReader`) has no method that writes; the writin
 (:class:`RegistryWriter`) is handed out only for the destination of a copy.
 """
 
+import sys
+
+# httpx imports its own command-line client (httpx._main: rich, pygments, click) whenever
+# those happen to be installed, ~30 ms of every cloudops run; httpx/__init__.py falls
+# back to a stub when that import fails, and cloudops never runs httpx's CLI.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 from cloudops.registry.auth import (
     Credentials,
     DockerConfigKeychain,
