@@ -255,3 +255,11 @@ def test_history_filters_show_refused_promotions(crafted: Crafted) -> None:
     assert "refused" in human.stderr and "promoted" not in human.stderr and "ep/cortex" not in human.stderr
     bad = cloudops("history", "--since", "yesterday")
     assert bad.returncode == 2 and "neither an ISO date nor a span" in bad.stderr
+
+
+def test_history_reads_no_account_whose_credentials_act_in_another(crafted: Crafted) -> None:
+    result = cloudops("history", "--json", "--pipeline", str(crafted.variant))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert "belong to account 333333333333" in document["unreadable"]["prod"]
+    assert {r["destination_account"] for r in document["records"]} <= {"qa", "preprod"}

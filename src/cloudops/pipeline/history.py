@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from cloudops import __version__
+from cloudops.aws.guard import require_account
 from cloudops.aws.s3 import AccountBucket
 from cloudops.errors import CloudopsError, InputError
 from cloudops.pipeline.context import PipelineContext
@@ -80,13 +81,17 @@ def read_history(
     context: PipelineContext, accounts: list[str] | None = None
 ) -> tuple[list[PromotionRecord], dict[str, str]]:
     """Every record of the given accounts (default all), oldest first, and for each
-    account that could not be read, why."""
+    account that could not be read, why. Each account is read behind the account guard:
+    credentials that act in another account would show that account's log under this
+    name."""
     names = accounts or list(context.pipeline.stages)
     problems: dict[str, str] = {}
 
     def read(name: str) -> list[PromotionRecord]:
         try:
-            bucket = AccountBucket(context.session(name), context.pipeline.bucket(name))
+            session = context.session(name)
+            require_account(session, purpose=f"read the promotion history of account {name!r}")
+            bucket = AccountBucket(session, context.pipeline.bucket(name))
             return [PromotionRecord.model_validate(r) for r in bucket.read_records() if _valid(r)]
         except CloudopsError as error:
             problems[name] = str(error)
