@@ -48,6 +48,19 @@ def _copy(src: FaultProxy, dst: FaultProxy, retry: RetryPolicy = FAST):  # type:
     )
 
 
+def _cli_copy(src: FaultProxy, dst: FaultProxy) -> list[str]:
+    """`cloudops copy` arguments for the test image, through both proxies."""
+    return [
+        "copy",
+        f"{src.host}/ep/cortex:1",
+        f"{dst.host}/ep/cortex:1",
+        "--insecure-registry",
+        src.host,
+        "--insecure-registry",
+        dst.host,
+    ]
+
+
 def _consistent(registry: Registry, image: TestImage) -> str | None:
     """The destination tag's digest; asserts that whatever it names is fully present."""
     dest = Pusher(registry.url)
@@ -126,13 +139,7 @@ def test_cli_names_the_fault_and_exits_1(
 ) -> None:
     dst_proxy.add(Rule("status", path="/manifests/", method="PUT", status=503, times=-1))
     result = cloudops(
-        "copy",
-        f"{src_proxy.host}/ep/cortex:1",
-        f"{dst_proxy.host}/ep/cortex:1",
-        "--insecure-registry",
-        src_proxy.host,
-        "--insecure-registry",
-        dst_proxy.host,
+        *_cli_copy(src_proxy, dst_proxy),
         env={"CLOUDOPS_RETRY_ATTEMPTS": "2", "CLOUDOPS_RETRY_SECONDS": "5"},
     )
     assert_clean_failure(result, 1, "HTTP 503", "retries ran out")
@@ -206,19 +213,7 @@ def test_interrupt_during_a_stalled_request_exits_at_once_and_writes_no_tag(
     stalled one to time out, and must leave nothing tagged."""
     rule = src_proxy.add(Rule("stall", path=path, method="GET", seconds=120, times=-1))
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cloudops",
-            "copy",
-            "-q",
-            f"{src_proxy.host}/ep/cortex:1",
-            f"{dst_proxy.host}/ep/cortex:1",
-            "--insecure-registry",
-            src_proxy.host,
-            "--insecure-registry",
-            dst_proxy.host,
-        ],
+        [sys.executable, "-m", "cloudops", *_cli_copy(src_proxy, dst_proxy), "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
