@@ -17,11 +17,13 @@ that side's credentials are dropped, so the whole-blob retry re-authenticates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import queue
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol, TypeVar
@@ -38,6 +40,7 @@ from cloudops.registry.wire import Operation, Wire, shutdown
 
 CHUNK = 1024 * 1024
 BUFFERS = 4
+READ_AHEAD = 4
 MAX_REDIRECTS = 5
 MAX_ERROR_BODY = 64 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -96,11 +99,159 @@ async def move_blob(
         raise
 
 
-class _BlobPipe(Operation):
-    """One blob: GET (following redirects by hand, so that credentials never leave the
-    registry's host: ECR redirects blob reads to S3, which refuses a second auth), then
-    one PUT with Content-Length whose body is the GET's bytes, a chunk behind, so the
-    last chunk is sent only once ``check`` has passed the whole."""
+@asynccontextmanager
+async def read_blob(wire: Wire, source: BlobEndpoint) -> AsyncIterator[AsyncIterator[bytes]]:
+    """Stream a blob's bytes (unverified) from a worker thread: ``async with read_blob(...)
+    as chunks: async for chunk in chunks``. At most READ_AHEAD chunks wait in memory.
+    Leaving the block early stops the read."""
+    loop = asyncio.get_running_loop()
+    waiting: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=READ_AHEAD)
+    fetch = _BlobFetch(wire, source)
+
+    def deliver(item: bytes | BaseException | None) -> None:  # on the worker thread
+        asyncio.run_coroutine_threadsafe(waiting.put(item), loop).result()
+
+    task = asyncio.ensure_future(wire.run(fetch, partial(fetch.run, deliver), blob=True))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while True:
+            item = await waiting.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                if isinstance(item, RegistryError) and item.status in (401, 403):
+                    source.forget_credentials()  # the caller's retry re-authenticates
+                raise item
+            yield item
+
+    try:
+        yield chunks()
+    finally:
+        if not task.done():
+            fetch.abort()
+            while not task.done():  # let a worker blocked in deliver() see the abort
+                while not waiting.empty():
+                    waiting.get_nowait()
+                await asyncio.wait({task}, timeout=0.05)
+        with contextlib.suppress(Exception):
+            task.result()
+
+
+class _BlobGet(Operation):
+    """GET of one blob, following redirects by hand so that credentials never leave the
+    registry's host (ECR redirects blob reads to S3, which refuses a second auth)."""
+
+    def __init__(self, wire: Wire, source: BlobEndpoint):
+        super().__init__()
+        self._wire = wire
+        self._source = source
+        self.failed_side: BlobEndpoint | None = None
+
+    def _get(self) -> tuple[http.client.HTTPResponse, str, http.client.HTTPConnection]:
+        source = self._source
+        start = urlsplit(source.url)
+        origin = (start.scheme, start.netloc)
+        url, headers = source.url, dict(source.headers)
+        for _ in range(MAX_REDIRECTS + 1):
+            conn, path = self._guard(source, partial(self._open, url, source.verify))
+            response = self._guard(source, partial(_request, conn, "GET", path, headers))
+            location = response.getheader("Location")
+            if response.status in REDIRECTS and location:
+                self._drain(response, url, conn)
+                url = self._guard(source, partial(urljoin, url, location))
+                target = urlsplit(url)
+                if target.scheme not in ("http", "https"):
+                    raise RegistryError(f"{source.host} redirected {source.what} to a {target.scheme!r} URL")
+                if (target.scheme, target.netloc) != origin:
+                    # Credentials never leave the registry's own host and scheme (ECR sends
+                    # blob reads to S3, which refuses a second auth).
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                continue
+            if response.status != 200:
+                raise self._status_error(source, response)
+            return response, url, conn
+        raise RegistryError(f"{source.host}: too many redirects reading {source.what}")
+
+    def _open(self, url: str, verify: ssl.SSLContext | bool) -> tuple[http.client.HTTPConnection, str]:
+        parts = urlsplit(url)
+        conn, _ = self._wire.connection(self, parts.scheme, parts.netloc, verify)
+        return conn, parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def _release(self, url: str, verify: ssl.SSLContext | bool, conn: http.client.HTTPConnection) -> None:
+        parts = urlsplit(url)
+        self._wire.release(self, parts.scheme, parts.netloc, verify, conn)
+
+    def _guard(self, side: BlobEndpoint, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if self.aborted.is_set():
+                raise _Aborted from None
+            self.failed_side = side
+            raise _broken(side, _describe(exc)) from None
+
+    def _drain(self, response: http.client.HTTPResponse, url: str, conn: http.client.HTTPConnection) -> None:
+        """Finish a source response and keep its connection when it can be reused."""
+        try:
+            response.read()
+        except (OSError, http.client.HTTPException):
+            return  # closed with the pipe
+        self._release(url, self._source.verify, conn)
+
+    def _status_error(self, side: BlobEndpoint, response: http.client.HTTPResponse) -> RegistryError:
+        self.failed_side = side
+        try:
+            body = response.read(MAX_ERROR_BODY)
+        except (OSError, http.client.HTTPException):
+            body = b""
+        error = error_for_status(
+            response.status,
+            body,
+            what=side.what,
+            host=side.host,
+            retry_after=response.getheader("Retry-After"),
+        )
+        if isinstance(error, AuthenticationError | TokenExpiredError) or (
+            response.status == 403 and not error.codes
+        ):
+            # Credentials set up by the transport went stale: the whole-blob retry
+            # re-authenticates.
+            error.retryable = True
+        return error
+
+
+class _BlobFetch(_BlobGet):
+    """A blob's bytes handed, chunk by chunk, to a consumer on the event loop."""
+
+    def run(self, deliver: Callable[[bytes | BaseException | None], None]) -> None:
+        """Every chunk, then None; or the exception that ended the read. ``deliver``
+        blocks while the consumer is behind (memory stays bounded)."""
+        try:
+            response, url, conn = self._get()
+            while True:
+                if self.aborted.is_set():
+                    raise _Aborted
+                chunk = self._guard(self._source, partial(response.read, CHUNK))
+                if not chunk:
+                    break
+                deliver(chunk)
+            if response.length:  # the connection ended before the declared Content-Length
+                self.failed_side = self._source
+                raise _broken(self._source, "ended early")
+            self._drain(response, url, conn)
+            deliver(None)
+        except _Aborted:
+            pass  # the consumer left: nobody is listening
+        except BaseException as exc:
+            deliver(exc)
+        finally:
+            self.close_all()
+
+
+class _BlobPipe(_BlobGet):
+    """One blob registry to registry: the GET, then one PUT with Content-Length whose
+    body is the GET's bytes, a few chunks behind, so the last chunk is sent only once
+    ``check`` has passed the whole."""
 
     def __init__(
         self,
@@ -111,14 +262,11 @@ class _BlobPipe(Operation):
         check: ChunkCheck,
         advanced: Callable[[int], None] | None,
     ):
-        super().__init__()
-        self._wire = wire
-        self._source = source
+        super().__init__(wire, source)
         self._target = target
         self._size = size
         self._check = check
         self._advanced = advanced
-        self.failed_side: BlobEndpoint | None = None
 
     def run(self) -> dict[str, str]:
         try:
@@ -208,40 +356,6 @@ class _BlobPipe(Operation):
         except BaseException as exc:  # handed to the sending thread, raised there
             ready.put(exc)
 
-    def _get(self) -> tuple[http.client.HTTPResponse, str, http.client.HTTPConnection]:
-        source = self._source
-        start = urlsplit(source.url)
-        origin = (start.scheme, start.netloc)
-        url, headers = source.url, dict(source.headers)
-        for _ in range(MAX_REDIRECTS + 1):
-            conn, path = self._guard(source, partial(self._open, url, source.verify))
-            response = self._guard(source, partial(_request, conn, "GET", path, headers))
-            location = response.getheader("Location")
-            if response.status in REDIRECTS and location:
-                self._drain(response, url, conn)
-                url = self._guard(source, partial(urljoin, url, location))
-                target = urlsplit(url)
-                if target.scheme not in ("http", "https"):
-                    raise RegistryError(f"{source.host} redirected {source.what} to a {target.scheme!r} URL")
-                if (target.scheme, target.netloc) != origin:
-                    # Credentials never leave the registry's own host and scheme (ECR sends
-                    # blob reads to S3, which refuses a second auth).
-                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-                continue
-            if response.status != 200:
-                raise self._status_error(source, response)
-            return response, url, conn
-        raise RegistryError(f"{source.host}: too many redirects reading {source.what}")
-
-    def _open(self, url: str, verify: ssl.SSLContext | bool) -> tuple[http.client.HTTPConnection, str]:
-        parts = urlsplit(url)
-        conn, _ = self._wire.connection(self, parts.scheme, parts.netloc, verify)
-        return conn, parts.path + (f"?{parts.query}" if parts.query else "")
-
-    def _release(self, url: str, verify: ssl.SSLContext | bool, conn: http.client.HTTPConnection) -> None:
-        parts = urlsplit(url)
-        self._wire.release(self, parts.scheme, parts.netloc, verify, conn)
-
     def _send(self, conn: http.client.HTTPConnection, chunk: memoryview) -> None:
         try:
             if self.aborted.is_set():
@@ -259,44 +373,6 @@ class _BlobPipe(Operation):
             raise self._status_error(self._target, answer) from None
         if self._advanced is not None:
             self._advanced(len(chunk))
-
-    def _guard(self, side: BlobEndpoint, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            if self.aborted.is_set():
-                raise _Aborted from None
-            self.failed_side = side
-            raise _broken(side, _describe(exc)) from None
-
-    def _drain(self, response: http.client.HTTPResponse, url: str, conn: http.client.HTTPConnection) -> None:
-        """Finish a source response and keep its connection when it can be reused."""
-        try:
-            response.read()
-        except (OSError, http.client.HTTPException):
-            return  # closed with the pipe
-        self._release(url, self._source.verify, conn)
-
-    def _status_error(self, side: BlobEndpoint, response: http.client.HTTPResponse) -> RegistryError:
-        self.failed_side = side
-        try:
-            body = response.read(MAX_ERROR_BODY)
-        except (OSError, http.client.HTTPException):
-            body = b""
-        error = error_for_status(
-            response.status,
-            body,
-            what=side.what,
-            host=side.host,
-            retry_after=response.getheader("Retry-After"),
-        )
-        if isinstance(error, AuthenticationError | TokenExpiredError) or (
-            response.status == 403 and not error.codes
-        ):
-            # Credentials set up by the transport went stale: the whole-blob retry
-            # re-authenticates.
-            error.retryable = True
-        return error
 
 
 def _request(

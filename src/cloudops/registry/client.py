@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -21,7 +22,7 @@ from cloudops.oci import (
     ManifestError,
     parse_manifest,
 )
-from cloudops.registry.bulk import REDIRECTS, BlobEndpoint, ChunkCheck, move_blob
+from cloudops.registry.bulk import REDIRECTS, BlobEndpoint, ChunkCheck, move_blob, read_blob
 from cloudops.registry.errors import DigestMismatchError, RegistryError
 from cloudops.registry.transport import RegistryTransport, Scope
 
@@ -128,17 +129,27 @@ class RegistryReader:
     async def blob_endpoint(self, repository: str, digest: str) -> BlobEndpoint:
         """Where a blob's bytes are read from, with credentials for them: the bulk path
         (registry/bulk.py) reads them on a worker thread. When this transport holds no
-        credentials for the repository yet, a HEAD of the blob answers the challenge."""
+        credentials for the repository yet (or does not know yet whether an insecure host
+        speaks TLS), a HEAD of the blob finds out first."""
         path = f"/v2/{repository}/blobs/{digest}"
         what = f"blob {digest[:19]} in {repository}"
         scopes = (Scope(repository),)
         headers = self._transport.auth_headers(scopes)
-        if headers is None:
+        if headers is None or not self._transport.scheme_known:
             await self._transport.request(
                 "HEAD", path, what=what, scopes=scopes, expect=(200, *REDIRECTS), follow_redirects=False
             )
             headers = self._transport.auth_headers(scopes) or {}
         return self._endpoint(path, headers, what)
+
+    @asynccontextmanager
+    async def open_blob(self, repository: str, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Stream a blob's bytes, unverified (hash them if they matter):
+        ``async with reader.open_blob(repo, digest) as chunks: async for chunk in chunks``.
+        The bytes are read on a worker thread (registry/bulk.py); memory stays bounded."""
+        source = await self.blob_endpoint(repository, digest)
+        async with read_blob(self._transport.wire, source) as chunks:
+            yield chunks
 
     def _endpoint(self, url: str, headers: dict[str, str], what: str) -> BlobEndpoint:
         return BlobEndpoint(

@@ -96,6 +96,12 @@ class RegistryTransport:
         header = self._auth_header(scopes)
         return {"Authorization": header} if header else None
 
+    @property
+    def scheme_known(self) -> bool:
+        """Whether the scheme that reaches this host is settled (always, unless the host
+        is --insecure-registry and no request went out yet)."""
+        return self._scheme_settled.is_set()
+
     def forget_credentials(self) -> None:
         self._forget_credentials()
 
