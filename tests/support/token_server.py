@@ -11,7 +11,6 @@ and whose ``access`` claim grants the scopes it asked for.
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import re
 import secrets
@@ -25,10 +24,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+
+from tests.support.certs import self_signed
 
 SERVICE = "cloudops-test-registry"
 ISSUER = "cloudops-test-token-issuer"
@@ -64,19 +63,7 @@ class TokenServer:
 
 def _key_and_certificate(path: Path) -> tuple[rsa.RSAPrivateKey, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cloudops test token signer")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    certificate = self_signed("cloudops test token signer", key)
     path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return key, certificate.public_bytes(serialization.Encoding.DER)
 
