@@ -138,6 +138,23 @@ def compile_cloudops() -> None:
     compileall.compile_dir(str(Path(cloudops.__file__).parent), quiet=1)
 
 
+def copy_command(src: ServerProcess, dst: ServerProcess, concurrency: int, *what: str) -> list[str]:
+    """`cloudops copy WHAT -q --json` between the two loopback registries."""
+    return [
+        *cloudops_command(),
+        "copy",
+        *what,
+        "-q",
+        "--json",
+        "--insecure-registry",
+        host_of(src),
+        "--insecure-registry",
+        host_of(dst),
+        "--concurrency",
+        str(concurrency),
+    ]
+
+
 def host_of(server: ServerProcess) -> str:
     return server.url.split("://", 1)[1]
 
@@ -164,28 +181,10 @@ def run_cloudops(
             for i in release.images
         )
     )
-    argv = [
-        *cloudops_command(),
-        "copy",
-        "--batch",
-        str(batch),
-        "-q",
-        "--json",
-        "--insecure-registry",
-        host_of(src),
-        "--insecure-registry",
-        host_of(dst),
-        "--concurrency",
-        str(concurrency),
-    ]
+    argv = copy_command(src, dst, concurrency, "--batch", str(batch))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDOPS_")}
     run = run_measured(argv, workdir, env).check()
-    try:
-        report = json.loads(run.stdout)
-    except ValueError:
-        raise BenchError(
-            f"cloudops printed no JSON report:\n{run.stdout[-2000:]}{run.stderr[-2000:]}"
-        ) from None
+    report = run.json_report()
     return ToolRun(run.seconds, run.cpu_seconds, run.max_rss_kib, 1, report)
 
 
@@ -333,20 +332,9 @@ def bench_big_layer(src: ServerProcess, workdir: Path, size: int, concurrency: i
     print(f"big layer: {size / MiB:.0f} MiB pushed to the source in {time.perf_counter() - started:.1f}s")
     dst = start_registry(workdir / "big-dst")
     try:
-        argv = [
-            *cloudops_command(),
-            "copy",
-            f"{host_of(src)}/{repository}:{TAG}",
-            f"{host_of(dst)}/{repository}:{TAG}",
-            "-q",
-            "--json",
-            "--insecure-registry",
-            host_of(src),
-            "--insecure-registry",
-            host_of(dst),
-            "--concurrency",
-            str(concurrency),
-        ]
+        argv = copy_command(
+            src, dst, concurrency, f"{host_of(src)}/{repository}:{TAG}", f"{host_of(dst)}/{repository}:{TAG}"
+        )
         run = run_measured(argv, workdir).check()
         reader = Pusher(dst.url)
         try:

@@ -33,6 +33,16 @@ class Run:
             )
         return self
 
+    def json_report(self) -> dict[str, object]:
+        """The JSON document cloudops printed with --json."""
+        try:
+            report: dict[str, object] = json.loads(self.stdout)
+        except ValueError:
+            raise BenchError(
+                f"cloudops printed no JSON report:\n{self.stdout[-2000:]}{self.stderr[-2000:]}"
+            ) from None
+        return report
+
 
 # Linux counts the parent's RSS high-water mark into a child's ru_maxrss: exec keeps the
 # figure of the (v)forked image it replaces. A benchmark holds layers or boto3, so every

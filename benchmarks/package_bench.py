@@ -188,12 +188,7 @@ def run_cloudops(w: World) -> Measured:
     moto_before = process_cpu(w.moto_pid)
     run = w.spawner.run(argv, w.workdir, w.env).check()
     moto_cpu = process_cpu(w.moto_pid) - moto_before
-    try:
-        report = json.loads(run.stdout)
-    except ValueError:
-        raise BenchError(
-            f"cloudops printed no JSON report:\n{run.stdout[-2000:]}{run.stderr[-2000:]}"
-        ) from None
+    report = run.json_report()
     if report.get("status") != "promoted" or report.get("bytes_uploaded") != w.size:
         raise BenchError(f"cloudops did not copy the package: {report}")
     verify_cloudops(w)

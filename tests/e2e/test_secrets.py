@@ -61,89 +61,33 @@ def test_no_command_prints_or_records_a_secret(
     plain = make_registry()
     Pusher(authed.url, auth=authed.auth).push("ep/x", "1", make_image([random_layer(1024)]))
 
-    runs = []
-    for verbosity in ([], ["--json"]):
-        runs += [
-            cloudops(
-                "promote",
-                "image",
-                "--to",
-                "qa",
-                "--repository",
-                "ep/cortex",
-                "--tag",
-                "1.0",
-                *verbosity,
-                env=env,
-            ),
-            cloudops(
-                "promote",
-                "image",
-                "--to",
-                "qa",
-                "--repository",
-                "ep/cortex",
-                "--tag",
-                "nope",
-                *verbosity,
-                env=env,
-            ),
-            cloudops(
-                "promote",
-                "image",
-                "--to",
-                "qa",
-                "--repository",
-                "ep/cortex",
-                "--tag",
-                "1.0",
-                "--pipeline",
-                str(broken),
-                *verbosity,
-                env=env,
-            ),
-            cloudops("promote", "package", "--to", "qa", *verbosity, env=env),
-            cloudops("init", "qa", *verbosity, env=env),
-            cloudops("history", *verbosity, env=env),
-            cloudops(
-                "copy",
-                f"{authed.host}/ep/x:1",
-                f"{plain.host}/ep/x:1",
-                "--insecure-registry",
-                authed.host,
-                "--insecure-registry",
-                plain.host,
-                *verbosity,
-                env=env,
-            ),
-            cloudops(
-                "copy",
-                f"{authed.host}/ep/x:1",
-                f"{plain.host}/ep/x:1",
-                "--insecure-registry",
-                authed.host,
-                "--insecure-registry",
-                plain.host,
-                *verbosity,
-                env={**env, "CLOUDOPS_SRC_CREDS": "builder:Wrong" + REGISTRY_PASSWORD},
-            ),
-        ]
-    runs.append(
-        cloudops(
-            "promote",
-            "image",
-            "--to",
-            "qa",
-            "--repository",
-            "ep/cortex",
-            "--tag",
-            "1.0",
-            "--source-credentials-env",
-            "SOURCE",
-            "-h",
-            env=env,
-        )
-    )
+    promote = ["promote", "image", "--to", "qa", "--repository", "ep/cortex", "--tag"]
+    copy = [
+        "copy",
+        f"{authed.host}/ep/x:1",
+        f"{plain.host}/ep/x:1",
+        "--insecure-registry",
+        authed.host,
+        "--insecure-registry",
+        plain.host,
+    ]
+    wrong_creds = {**env, "CLOUDOPS_SRC_CREDS": "builder:Wrong" + REGISTRY_PASSWORD}
+    commands: list[tuple[list[str], dict[str, str]]] = [
+        ([*promote, "1.0"], env),
+        ([*promote, "nope"], env),
+        ([*promote, "1.0", "--pipeline", str(broken)], env),
+        (["promote", "package", "--to", "qa"], env),
+        (["init", "qa"], env),
+        (["history"], env),
+        (copy, env),
+        (copy, wrong_creds),
+    ]
+    runs = [
+        cloudops(*args, *verbosity, env=run_env)
+        for verbosity in ([], ["--json"])
+        for args, run_env in commands
+    ]
+    runs.append(cloudops(*promote, "1.0", "--source-credentials-env", "SOURCE", "-h", env=env))
     html = tmp_path / "status.html"
     runs.append(cloudops("status", "--html", str(html), env=env))
     for mode in ([], ["--json"]):

@@ -27,6 +27,7 @@ from cloudops.oci import ACCEPT_MANIFESTS, OCI_MANIFEST
 from cloudops.sandbox import world
 from cloudops.sandbox.ecr_front import EXPIRED_MESSAGE
 from cloudops.sandbox.processes import free_port, wait_for_http
+from tests.support.sandbox import assumed_keys
 
 QA = world.ACCOUNTS["qa"]
 BUILD = world.ACCOUNTS["build"]
@@ -63,20 +64,11 @@ class Account:
 
 def _account(state: world.SandboxState, name: str) -> Account:
     account_id = world.ACCOUNTS[name]
-    sts = boto3.client(
-        "sts",
-        endpoint_url=state.moto_url,
-        region_name=world.REGION,
-        aws_access_key_id="sandbox",
-        aws_secret_access_key="sandbox",
-    )
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/test", RoleSessionName="tests")[
-        "Credentials"
-    ]
+    env = assumed_keys(state, name)
     keys = {
-        "aws_access_key_id": creds["AccessKeyId"],
-        "aws_secret_access_key": creds["SecretAccessKey"],
-        "aws_session_token": creds["SessionToken"],
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "aws_session_token": env["AWS_SESSION_TOKEN"],
     }
     ecr = boto3.client(
         "ecr",

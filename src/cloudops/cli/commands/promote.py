@@ -12,6 +12,7 @@ from cloudops.cli import exit_codes
 from cloudops.cli.context import build_context, pipeline_option, source_credentials_option
 from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, stderr
 from cloudops.cli.progress import CopyProgressDisplay
+from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.promote import ImagePromotion, ImageSpec, promote_images
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,17 +61,20 @@ def promote_image(
     digest already under that tag is success ("already promoted", nothing written); another
     digest under that tag is refused (exit 3): tags never move. Every outcome is appended
     to the destination account's promotion log (see `cloudops history`)."""
-    context = build_context(
-        pipeline_file,
-        promote_to=to,
-        source=source,
-        source_env_prefix=source_credentials_env,
-    )
+    context = _promotion_context(pipeline_file, to, source, source_credentials_env)
     with CopyProgressDisplay(f"promote {repository}:{tag} -> {to}", quiet=as_json) as progress:
         results = promote_images(
             context, to, [ImageSpec(repository, tag)], source=source, dry_run=dry_run, progress=progress
         )
     _finish(results, as_json=as_json, dry_run=dry_run)
+
+
+def _promotion_context(
+    pipeline_file: str | None, to: str, source: str | None, source_credentials_env: str | None
+) -> PipelineContext:
+    return build_context(
+        pipeline_file, promote_to=to, source=source, source_env_prefix=source_credentials_env
+    )
 
 
 def _image_lines(results: list[ImagePromotion]) -> list[str]:
@@ -143,12 +147,7 @@ def promote_package_cmd(
     from cloudops.cli.commands.package import _finish_package, transfer_settings
     from cloudops.package import promote_package
 
-    context = build_context(
-        pipeline_file,
-        promote_to=to,
-        source=source,
-        source_env_prefix=source_credentials_env,
-    )
+    context = _promotion_context(pipeline_file, to, source, source_credentials_env)
     result = promote_package(
         context, to, version=version, source=source, dry_run=dry_run, settings=transfer_settings()
     )
@@ -180,12 +179,7 @@ def promote_release_cmd(
     already present is damaged, and a re-run completes it."""
     from cloudops.release import promote_release
 
-    context = build_context(
-        pipeline_file,
-        promote_to=to,
-        source=source,
-        source_env_prefix=source_credentials_env,
-    )
+    context = _promotion_context(pipeline_file, to, source, source_credentials_env)
     with CopyProgressDisplay(f"release -> {to}", quiet=as_json) as progress:
         result = promote_release(context, to, release_file, source=source, dry_run=dry_run, progress=progress)
     if as_json:
