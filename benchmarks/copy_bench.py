@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from measure import BenchError, Run, Spawner  # benchmarks/measure.py: run as scripts
+from measure import BenchError, Run, Spawner, mib, print_table  # benchmarks/measure.py: run as scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -401,10 +401,6 @@ def uploaded_bytes(report: dict[str, object]) -> int:
     return value if isinstance(value, int) else 0
 
 
-def mib(kib: int) -> str:
-    return f"{kib / 1024:.1f} MiB"
-
-
 def summary(name: str, rounds: list[dict[str, ToolRun]], target: float) -> tuple[list[str], str, bool]:
     ours = [r["cloudops"].seconds for r in rounds]
     theirs = [r["skopeo"].seconds for r in rounds]
@@ -427,14 +423,6 @@ def summary(name: str, rounds: list[dict[str, ToolRun]], target: float) -> tuple
         f"-> {ratio:.2f}x (target >= {target:.1f}x: {'met' if met else 'MISSED'})"
     )
     return row, line, met
-
-
-def print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for number, row in enumerate(rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
 
 
 def tool_versions() -> str:

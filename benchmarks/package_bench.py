@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from measure import BenchError, Spawner  # benchmarks/measure.py: run as scripts
+from measure import BenchError, Spawner, mib, print_table  # benchmarks/measure.py: run as scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -266,18 +266,6 @@ def run_peer(w: World, download_config: Path, upload_config: Path) -> Measured:
 
 
 # -- reporting ----------------------------------------------------------------------------
-
-
-def mib(kib: int) -> str:
-    return f"{kib / 1024:.1f} MiB"
-
-
-def print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for number, row in enumerate(rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
 
 
 def row(name: str, runs: list[Measured]) -> list[str]:
