@@ -66,6 +66,10 @@ def _copy(world: World, password: str = PASSWORD) -> object:
         src,
         "--insecure-registry",
         dst,
+        # The realm is plain HTTP on another port: credentials go there only when the user
+        # names it (registry/trust.py; test_credential_boundaries.py has the refusal).
+        "--insecure-registry",
+        world.tokens.url.split("://", 1)[1],
         env={"CLOUDOPS_SRC_CREDS": f"{USER}:{password}", "CLOUDOPS_DEST_CREDS": f"{USER}:{password}"},
     )
 

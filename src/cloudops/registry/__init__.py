@@ -22,6 +22,7 @@ from cloudops.registry.auth import (
 from cloudops.registry.client import ManifestHead, RegistryReader, RegistryWriter
 from cloudops.registry.errors import (
     AuthenticationError,
+    CredentialTargetRefused,
     DigestMismatchError,
     InsecureRegistryError,
     NotFoundError,
@@ -33,6 +34,7 @@ from cloudops.registry.retry import RetryPolicy
 
 __all__ = [
     "AuthenticationError",
+    "CredentialTargetRefused",
     "Credentials",
     "DigestMismatchError",
     "DockerConfigKeychain",

@@ -57,7 +57,11 @@ class ChunkCheck(Protocol):
 
 @dataclass(frozen=True)
 class BlobEndpoint:
-    """One side of a blob transfer: where, with which headers, named how in messages."""
+    """One side of a blob transfer: where, with which headers, named how in messages.
+
+    Built only by RegistryReader._endpoint, through RegistryTransport.url: the URL has
+    passed the credential rule (registry/trust.py) before these headers go anywhere. A
+    redirect of a blob read is followed here without them once the origin changes."""
 
     url: str
     headers: dict[str, str]

@@ -152,8 +152,10 @@ class RegistryReader:
             yield chunks
 
     def _endpoint(self, url: str, headers: dict[str, str], what: str) -> BlobEndpoint:
+        # The bulk path (bulk.py) sends these headers and bytes as is: the URL passes the
+        # same check as every other request (transport.url, trust.py).
         return BlobEndpoint(
-            self._transport.url(url),
+            self._transport.url(url, what=what),
             headers,
             self.host,
             what,
@@ -166,10 +168,14 @@ class RegistryReader:
         tags: list[str] = []
         path: str | None = f"/v2/{repository}/tags/list"
         params: dict[str, str] | None = {"n": str(page_size)}
+        what = f"the tag list of {repository}"
         while path:
+            # A Link to the next page is checked like any URL (transport.url, trust.py):
+            # a page on another host or over downgraded http is refused, not fetched.
             response = await self._transport.request(
-                "GET", path, what=f"tag list of {repository}", scopes=(Scope(repository),), params=params
+                "GET", path, what=what, scopes=(Scope(repository),), params=params
             )
+            what = f"the next page of the tag list of {repository}"
             try:
                 doc = response.json()
             except ValueError:
@@ -198,6 +204,10 @@ class RegistryWriter(RegistryReader):
             return True
         location = response.headers.get("location")
         if location:
+            # A Location on another host (or a downgrade to http) is refused before the
+            # cancel is sent (trust.py); CredentialTargetRefused is no RegistryError, so
+            # neither this suppress nor the engine's mount fallback hides it.
+            self._transport.url(location, what="the Location of a declined mount")
             # An abandoned upload session expires on its own if the cancel fails.
             with contextlib.suppress(RegistryError):
                 await self._transport.request(
@@ -222,7 +232,10 @@ class RegistryWriter(RegistryReader):
         location = opened.headers.get("location")
         if not location:
             raise RegistryError(f"{self.host} opened an upload without a Location header")
-        url = httpx.URL(self._transport.url(location)).copy_merge_params({"digest": digest})
+        # The Location comes from the registry's answer: url() refuses one on another host
+        # or downgraded to http before the credentials and the blob bytes go there.
+        location = self._transport.url(location, what="the Location of a blob upload")
+        url = httpx.URL(location).copy_merge_params({"digest": digest})
         return self._endpoint(str(url), self._transport.auth_headers(scopes) or {}, what)
 
     async def receive_blob(

@@ -12,6 +12,10 @@ say whether retrying can help.
      ├── TooManyRequestsError           429 TOOMANYREQUESTS          [retryable]
      ├── ServerError                    5xx                          [retryable]
      └── DigestMismatchError            bytes that do not hash to their digest
+
+    CredentialTargetRefused             (an InputError, deliberately NOT a RegistryError)
+                                        a realm, Location or Link that would carry the
+                                        credentials off the registry's host (trust.py)
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from cloudops.errors import CloudopsError, ErrorKind
+from cloudops.errors import CloudopsError, ErrorKind, InputError
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,19 @@ class ServerError(RegistryError):
 
 class DigestMismatchError(RegistryError):
     """Content whose sha256 differs from the digest it was asked for: a corrupt source."""
+
+
+class CredentialTargetRefused(InputError):
+    """A registry answer named a place the registry's credentials may not go (a token
+    realm over plain HTTP, a Location or Link on another host, a downgrade to http):
+    nothing was sent there (registry/trust.py has the rule). Exit 2.
+
+    Not a RegistryError on purpose: callers that treat a RegistryError as "fall back"
+    (a declined mount, an upload cancel) must not swallow a refusal."""
+
+    def __init__(self, message: str, *, hint: str | None = None, host: str = ""):
+        super().__init__(message, hint=hint)
+        self.host = host
 
 
 def parse_error_body(body: bytes) -> tuple[RegistryErrorCode, ...]:

@@ -47,6 +47,7 @@ class RegistryPool:
         self._clients: list[httpx.AsyncClient] = []
         self._wire: Wire | None = None
         self._transports: dict[str, RegistryTransport] = {}
+        self._shared: dict[bool, httpx.AsyncClient] = {}
         self._open = False
 
     async def __aenter__(self) -> RegistryPool:
@@ -96,6 +97,7 @@ class RegistryPool:
             await self._wire.close()
             self._wire = None
         self._clients.clear()
+        self._shared.clear()
         self._transports.clear()
         self._open = False
 
@@ -114,9 +116,19 @@ class RegistryPool:
                 insecure=insecure,
                 wire=self._get_wire(),
                 verify=verify,
+                insecure_hosts=self.settings.insecure_hosts,
+                clients=self._client_for,
             )
             self._transports[host] = transport
         return transport
+
+    def _client_for(self, insecure: bool) -> httpx.AsyncClient:
+        """A client for a host other than a registry's own (a token realm): it skips
+        certificate checks only when that host itself is an --insecure-registry host."""
+        client = self._shared.get(insecure)
+        if client is None:
+            client = self._shared[insecure] = self._new_client(False if insecure else self._verify)
+        return client
 
     def reader(self, host: str) -> RegistryReader:
         return RegistryReader(self._transport(host))

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
+from cloudops.registry import trust
 from cloudops.registry.auth import Challenge, Credentials, Keychain, parse_challenge
 from cloudops.registry.errors import (
     AuthenticationError,
+    CredentialTargetRefused,
     InsecureRegistryError,
     RegistryError,
     RegistryUnreachableError,
@@ -54,8 +57,17 @@ class RegistryTransport:
         insecure: bool,
         wire: Wire,
         verify: ssl.SSLContext | bool = True,
+        insecure_hosts: Iterable[str] = (),
+        clients: Callable[[bool], httpx.AsyncClient] | None = None,
     ):
         self.host = host
+        # Every --insecure-registry host, not only this one: a token realm over plain HTTP
+        # is allowed only on one of them (trust.py).
+        self.insecure_hosts = frozenset(insecure_hosts) | ({host} if insecure else frozenset())
+        # A client for another host (a token realm), by whether that host is insecure: an
+        # insecure registry's own client skips certificate checks, and credentials must
+        # not go over unverified TLS to a realm the user never named.
+        self._clients = clients
         # Every registry is HTTPS. A host the user named insecure is tried over HTTPS
         # without verification first, then over plain HTTP if it does not speak TLS (what
         # docker and skopeo do for insecure registries).
@@ -171,8 +183,14 @@ class RegistryTransport:
         if credentials is not None:
             headers["Authorization"] = credentials.basic_header()
             params.append(("account", credentials.username))
+        # The realm comes from the registry's answer: checked like any URL it names, before
+        # the credentials (or even an anonymous request) go there.
+        self.check_target(realm, what="its bearer token realm", purpose="token")
+        client = self._client
+        if self._clients is not None and not trust.on_host(realm, self.host):
+            client = self._clients(trust.is_insecure(realm, self.insecure_hosts))
         try:
-            response = await self._client.get(realm, params=params, headers=headers)
+            response = await client.get(realm, params=params, headers=headers)
         except httpx.HTTPError as exc:
             raise _connection_error(exc, realm.split("/")[2] if "//" in realm else realm) from None
         if response.status_code in (401, 403):
@@ -200,8 +218,26 @@ class RegistryTransport:
 
     # -- requests ----------------------------------------------------------------------
 
-    def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else self.base_url + path
+    def url(self, path: str, *, what: str = "a request") -> str:
+        """The absolute URL of ``path`` (a path, or a URL the registry answered with: an
+        upload Location, a Link), refused unless this registry's credentials may go there.
+
+        Every request of the registry API passes here, the bulk blob path included
+        (client._endpoint): the one place where a registry's answer could send credentials
+        or blob bytes to another host, or downgrade this one to plain HTTP."""
+        url = urljoin(self.base_url + "/", path)
+        self.check_target(url, what=what, purpose="registry")
+        return url
+
+    def check_target(self, url: str, *, what: str, purpose: trust.Purpose) -> None:
+        """Raise CredentialTargetRefused unless a request with this registry's
+        credentials may go to ``url`` (registry/trust.py)."""
+        found = trust.refusal(
+            url, registry_host=self.host, insecure_hosts=self.insecure_hosts, purpose=purpose
+        )
+        if found is not None:
+            message, hint = trust.describe(found, registry_host=self.host, what=what)
+            raise CredentialTargetRefused(message, hint=hint, host=found.host)
 
     async def request(
         self,
@@ -278,7 +314,7 @@ class RegistryTransport:
             if sent:
                 request_headers["Authorization"] = sent
             request = self._client.build_request(
-                method, self.url(path), headers=request_headers, params=params, content=content
+                method, self.url(path, what=what), headers=request_headers, params=params, content=content
             )
             try:
                 response = await self._client.send(request, stream=True, follow_redirects=follow_redirects)
