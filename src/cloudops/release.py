@@ -28,6 +28,7 @@ from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.promote import ImagePromotion, ImageSpec, promote_images
 from cloudops.pipeline.stages import promotion_route
+from cloudops.pipeline.yamlload import YamlBoundsError, compose_and_load, read_bounded
 from cloudops.refs import ReferenceError, validate_digest, validate_repository, validate_tag
 
 
@@ -52,11 +53,17 @@ class Release(BaseModel):
 
 def load_release(path: Path) -> Release:
     try:
-        data = yaml.safe_load(path.read_text())
+        _, data = compose_and_load(read_bounded(path))
     except FileNotFoundError:
         raise InputError(f"release file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read release file {path}: {type(exc).__name__}") from None
+    except YamlBoundsError as exc:
+        raise InputError(
+            f"{path}: refused: {exc}", hint="a release file lists a few images and a version"
+        ) from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         line = f":{exc.problem_mark.line + 1}" if exc.problem_mark else ""
         raise InputError(f"{path}{line}: not valid YAML: {exc.problem}") from None

@@ -77,6 +77,7 @@ def test_clean_setup_audits_clean(ctx: PipelineContext, tmp_path: Path) -> None:
     assert {r.rule: r.status for r in report.rules} == dict.fromkeys(
         [
             "identity",
+            "ownership",
             "source-repositories",
             "ecr-push-policy",
             "image-provenance",
@@ -148,7 +149,8 @@ def test_each_rule_fires_on_a_setup_built_to_break_it(ctx: PipelineContext, tmp_
         ("config", "prod"),
         ("config", "preprod"),
     }, [f.what for f in report.findings]
-    assert all(r.status == "failed" for r in report.rules)
+    # A bucket of another account needs a pipeline file of its own: test_bucket_owner.py.
+    assert all(r.status == "failed" for r in report.rules if r.rule != "ownership")
     what = {f.rule: f.what for f in report.findings if f.severity == "error"}
     assert "act in account 333333333333 (account preprod's), not in 444444444444" in what["identity"]
     assert "lets account 222222222222 (qa) push (ecr:PutImage" in what["ecr-push-policy"]

@@ -144,3 +144,104 @@ def test_fuzz_target_runs_clean_for_a_bounded_number_of_inputs() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no unexpected exception" in result.stdout
+
+
+# --- YAML aliases: a few hundred bytes that stand for billions of nodes -------------------
+
+
+def _billion_laughs(levels: int = 9, fan: int = 9, *, merge: bool = False) -> str:
+    """``levels`` x ``fan`` nested aliases: 9 x 9 stands for 9**9 (387 million) nodes."""
+    if merge:  # the same through merge keys, in mappings
+        lines = ["l0: &l0 {" + ", ".join(f"k{i}: lol" for i in range(fan)) + "}"]
+        for level in range(1, levels + 1):
+            inner = ", ".join(f"m{i}: {{<<: *l{level - 1}}}" for i in range(fan))
+            lines.append(f"l{level}: &l{level} {{{inner}}}")
+        return "\n".join(lines) + "\n"
+    lines = ["l0: &l0 [" + ", ".join(["lol"] * fan) + "]"]
+    for level in range(1, levels + 1):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * fan) + "]")
+    return "\n".join(lines) + "\n"
+
+
+_BOUNDED_CHILD = """
+import resource, sys
+from pathlib import Path
+# A ceiling, so that a loader that does expand the aliases fails here, not on the machine.
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+kind, path = sys.argv[1], Path(sys.argv[2])
+try:
+    if kind == "pipeline":
+        from cloudops.pipeline.model import load_pipeline
+        load_pipeline(path)
+    else:
+        from cloudops.release import load_release
+        load_release(path)
+except Exception as error:
+    print(type(error).__name__, getattr(error, "kind", "?"), str(error)[:300])
+# VmHWM, not ru_maxrss: Linux carries the parent's peak across fork and exec into
+# ru_maxrss, so a large pytest parent would be measured instead of this child.
+hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+print("peak-kib", hwm.split()[1])
+"""
+
+
+@pytest.mark.parametrize("kind", ["pipeline", "release"])
+@pytest.mark.parametrize("merge", [False, True], ids=["aliases", "merge-keys"])
+def test_billion_laughs_is_refused_quickly_and_small(tmp_path: Path, kind: str, merge: bool) -> None:
+    """Refused with an input error naming the file, in a child process whose memory is
+    measured and capped (expanding the aliases would need gigabytes, or the timeout)."""
+    import subprocess
+    import sys
+
+    text = _billion_laughs(merge=merge)
+    if kind == "release":
+        text += "release: *l9\n"  # load_release turns the release name into a string
+    path = tmp_path / f"laughs-{kind}.yaml"
+    path.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-c", _BOUNDED_CHILD, kind, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, peak = result.stdout.splitlines()[0], result.stdout.splitlines()[-1]
+    error = "PipelineError" if kind == "pipeline" else "InputError"
+    assert first.startswith(f"{error} input {path}"), result.stdout
+    assert "aliases expand to more than" in first
+    assert int(peak.split()[1]) < 250 * 1024, peak  # KiB: imports only, no expansion
+
+
+def test_billion_laughs_in_process_is_a_pipeline_error() -> None:
+    with pytest.raises(PipelineError, match="aliases expand to more than"):
+        parse_pipeline(_billion_laughs(), Path("laughs.yaml"))
+    with pytest.raises(PipelineError, match="alias loop"):
+        parse_pipeline("accounts: &a {qa: *a}\nstages: []\n", Path("loop.yaml"))
+
+
+def test_cli_refuses_a_billion_laughs_pipeline_with_exit_2(tmp_path: Path) -> None:
+    evil = tmp_path / "pipeline.yaml"
+    evil.write_text(_billion_laughs())
+    result = cloudops("history", "--pipeline", str(evil), timeout=60)
+    assert_clean_failure(result, 2, str(evil), "aliases expand")
+
+
+def test_a_few_honest_aliases_still_load() -> None:
+    text = (
+        "accounts:\n"
+        "  build: &base {account_id: '111111111111', region: us-west-2, builds_images: true}\n"
+        "  qa: {<<: *base, account_id: '222222222222', builds_images: false}\n"
+        "stages: &stages [build, qa]\n"
+    )
+    loaded = parse_pipeline(text, Path("pipeline.yaml"))
+    assert loaded.accounts["qa"].region == "us-west-2" and not loaded.accounts["qa"].builds_images
+
+
+def test_an_oversized_pipeline_file_is_refused_unread(tmp_path: Path) -> None:
+    from cloudops.pipeline.model import load_pipeline
+
+    big = tmp_path / "pipeline.yaml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(PipelineError, match="larger than"):
+        load_pipeline(big)

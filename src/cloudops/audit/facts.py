@@ -14,10 +14,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import botocore.exceptions
 
+from cloudops.aws import s3_owner
 from cloudops.aws.codecommit import CodeCommitRepositories
 from cloudops.aws.guard import caller_account
 from cloudops.aws.s3 import HISTORY_PREFIX
@@ -53,6 +54,11 @@ class AccountFacts:
     repositories: dict[str, RepositoryFacts] = field(default_factory=dict)
     packages: list[PackageObject] = field(default_factory=list)
     current_package: dict[str, str] | None = None  # {"version", "sha256"} of current.json
+    # Who owns the account's bucket (S3's bucket owner condition): "own", "missing" (not
+    # made yet), "foreign" (another account's); None when not read. For a foreign one, the
+    # pipeline account that owns it, when it is one of them.
+    bucket_state: Literal["own", "missing", "foreign"] | None = None
+    bucket_owner: str | None = None
     unchecked: dict[str, str] = field(default_factory=dict)  # rule -> why it was not checked
 
     @property
@@ -85,6 +91,7 @@ def gather(context: PipelineContext, name: str) -> AccountFacts:
         return facts
     if not facts.verified:
         return facts
+    _part(facts, "ownership", lambda: _bucket_ownership(facts, context, session))
     sources = pipeline.source_repositories
     if sources is not None and sources.names:
         _part(facts, "source-repositories", lambda: _sources(facts, session, sources.names))
@@ -100,6 +107,33 @@ def _part(facts: AccountFacts, rule: str, read: Any) -> None:
         read()
     except CloudopsError as error:
         facts.unchecked[rule] = str(error)
+
+
+def _bucket_ownership(facts: AccountFacts, context: PipelineContext, session: AccountSession) -> None:
+    try:
+        exists = s3_owner.check_owner(session.client("s3"), session.owned_buckets, facts.bucket)
+    except s3_owner.BucketOwnerError:
+        facts.bucket_state = "foreign"
+        facts.bucket_owner = _owner_among(context, facts.bucket, facts.name)
+        return
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise aws_error(exc, f"checking who owns bucket {facts.bucket}") from None
+    facts.bucket_state = "own" if exists else "missing"
+
+
+def _owner_among(context: PipelineContext, bucket: str, name: str) -> str | None:
+    """Which other account of the pipeline owns ``bucket`` (the owner condition with each
+    one's id), or None when none of them does or cannot be asked."""
+    for other in context.pipeline.accounts:
+        if other == name:
+            continue
+        try:
+            session = context.session(other)
+            if s3_owner.check_owner(session.client("s3"), session.owned_buckets, bucket):
+                return other
+        except (CloudopsError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            continue
+    return None
 
 
 def _sources(facts: AccountFacts, session: AccountSession, names: list[str]) -> None:
@@ -205,5 +239,5 @@ def _object_sha256(s3: Any, bucket: str, key: str) -> str | None:
 
 
 def normalize_sha256(value: str) -> str | None:
-    match = _SHA256_HEX.match(value.strip().lower())
+    match = _SHA256_HEX.fullmatch(value.strip().lower())
     return match.group(1) if match else None

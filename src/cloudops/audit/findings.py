@@ -11,6 +11,7 @@ RuleStatus = Literal["passed", "failed", "skipped"]
 
 RULES: dict[str, str] = {
     "identity": "every environment on its own account; credentials act in their configured account",
+    "ownership": "each account's bucket and ECR registry belong to that account",
     "source-repositories": "each source repository exists once, in its hosting account",
     "ecr-push-policy": "no ECR repository policy lets another account push",
     "image-provenance": "every image in a downstream account was built in the build account",

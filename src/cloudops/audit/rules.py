@@ -11,6 +11,7 @@ from cloudops.audit.findings import Finding, RuleResult
 from cloudops.audit.policy import ANYONE, PolicyError, push_grants
 from cloudops.config import check_config
 from cloudops.pipeline.model import Pipeline, check_rules
+from cloudops.refs import parse_ecr_host
 
 Facts = dict[str, AccountFacts]
 Rule = Callable[[Pipeline, Facts], tuple[list[Finding], str]]
@@ -62,6 +63,50 @@ def identity(pipeline: Pipeline, facts: Facts) -> tuple[list[Finding], str]:
             )
     builders = [n for n, a in pipeline.accounts.items() if a.builds_images]
     return findings, f"{len(facts)} accounts on distinct ids; images built in {', '.join(builders)} only"
+
+
+def ownership(pipeline: Pipeline, facts: Facts) -> tuple[list[Finding], str]:
+    """Each account's bucket is owned by that account (S3's bucket owner condition, asked
+    with the account's id), and its registry is its own ECR (or a host mapped to it)."""
+    rule = "ownership"
+    findings: list[Finding] = []
+    for name, account in pipeline.accounts.items():
+        host = pipeline.registry_host(name)
+        ecr = parse_ecr_host(host)
+        if ecr is not None and (ecr.account_id, ecr.region) != (account.account_id, account.region):
+            findings.append(
+                Finding(
+                    rule,
+                    "error",
+                    name,
+                    f"{name}'s registry {host} is the ECR of account {ecr.account_id} ({ecr.region}), "
+                    f"not {name}'s ({account.account_id}, {account.region})",
+                    f"map {name} to its own registry in pipeline.yaml endpoints.registries",
+                    "pipeline.yaml",
+                )
+            )
+    for name, fact in facts.items():
+        if not fact.checked(rule) or fact.bucket_state != "foreign":
+            continue
+        owner = fact.bucket_owner
+        whose = (
+            f"account {owner!r} ({pipeline.account(owner).account_id})"
+            if owner in pipeline.accounts
+            else "another account"
+        )
+        findings.append(
+            Finding(
+                rule,
+                "error",
+                name,
+                f"{name}'s bucket {fact.bucket} is owned by {whose}, not by {name} ({fact.account_id}): "
+                f"promotions into {name} would write there, and cloudops refuses them",
+                f"set accounts.{name}.bucket in pipeline.yaml to a bucket of {name}'s own "
+                f"(default ep-cloudops-{fact.account_id}), then run cloudops init {name}",
+                f"s3://{fact.bucket}",
+            )
+        )
+    return findings, _note(_unchecked(facts, rule), "buckets asked with ExpectedBucketOwner")
 
 
 def source_repositories(pipeline: Pipeline, facts: Facts) -> tuple[list[Finding], str]:
@@ -240,6 +285,7 @@ def config(pipeline: Pipeline, facts: Facts) -> tuple[list[Finding], str]:
 
 ALL_RULES: list[tuple[str, Rule]] = [
     ("identity", identity),
+    ("ownership", ownership),
     ("source-repositories", source_repositories),
     ("ecr-push-policy", ecr_push_policy),
     ("image-provenance", image_provenance),

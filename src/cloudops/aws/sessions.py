@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -15,11 +15,16 @@ import botocore.config
 import botocore.exceptions
 import botocore.loaders
 
+from cloudops.aws import s3_owner
 from cloudops.aws.account import Account, AccountCredentials
 from cloudops.errors import CloudopsError, InputError
 
 BOTO_CONFIG = botocore.config.Config(
-    retries={"max_attempts": 5, "mode": "adaptive"}, connect_timeout=10, read_timeout=60
+    retries={"max_attempts": 5, "mode": "adaptive"},
+    connect_timeout=10,
+    read_timeout=60,
+    # history.py reads records with 16 GETs in flight on one client (clients are thread-safe).
+    max_pool_connections=32,
 )
 
 
@@ -73,12 +78,22 @@ class AccountSession:
     account: Account
     session: boto3.Session
     endpoint_url: str | None = None
+    # The buckets proven to be this account's during the run (s3_owner.py).
+    owned_buckets: s3_owner.OwnedBuckets = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "owned_buckets", s3_owner.OwnedBuckets(self.name, self.account.account_id))
 
     def client(self, service: str) -> Any:
         session: Any = self.session  # boto3-stubs overloads need a literal service name
-        return session.client(
+        client = session.client(
             service, region_name=self.account.region, endpoint_url=self.endpoint_url, config=BOTO_CONFIG
         )
+        if service == "s3":
+            # Every S3 call with this account's credentials is held to this account's
+            # buckets: ExpectedBucketOwner on each call, a refusal (exit 3) on a foreign one.
+            s3_owner.install(client, self.owned_buckets)
+        return client
 
 
 # One model loader for every session of the run: each boto3.Session would otherwise parse

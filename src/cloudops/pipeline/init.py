@@ -40,10 +40,11 @@ def init_account(context: PipelineContext, name: str, *, dry_run: bool = False) 
     session = context.session(name)
     require_account(session, purpose=f"initialize account {name!r}")
     report = InitReport(name, session.account.account_id, dry_run)
+    bucket = AccountBucket(session, context.pipeline.bucket(name))
+    bucket.exists()  # a bucket another account owns is refused before anything is written
     repositories = EcrRepositories(session)
     for repo, state in repositories.describe(list(context.pipeline.images)).items():
         report.repositories[repo] = repositories.ensure(state, dry_run=dry_run)
-    bucket = AccountBucket(session, context.pipeline.bucket(name))
     report.bucket = bucket.name
     report.bucket_change, report.bucket_steps = bucket.ensure(dry_run=dry_run)
     return report

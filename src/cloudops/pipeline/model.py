@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudops.aws.account import Account
 from cloudops.errors import InputError
-from cloudops.refs import ReferenceError, ecr_host, validate_repository
+from cloudops.pipeline.yamlload import YamlBoundsError, compose_and_load, read_bounded
+from cloudops.refs import ReferenceError, ecr_host, parse_ecr_host, validate_repository
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -156,7 +157,9 @@ def _where(path: Path, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) 
 def load_pipeline(source: str | os.PathLike[str] | None = None) -> Pipeline:
     path = find_pipeline_file(source)
     try:
-        text = path.read_text()
+        text = read_bounded(path)
+    except YamlBoundsError as exc:
+        raise PipelineError(f"{path}: {exc}", hint="a pipeline file is a few kilobytes") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(f"cannot read {path}: {type(exc).__name__}") from None
     return parse_pipeline(text, path)
@@ -164,8 +167,11 @@ def load_pipeline(source: str | os.PathLike[str] | None = None) -> Pipeline:
 
 def parse_pipeline(text: str, path: Path = Path("pipeline.yaml")) -> Pipeline:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = compose_and_load(text)
+    except YamlBoundsError as exc:
+        raise PipelineError(
+            f"{path}: refused: {exc}", hint="write the values out; use aliases only for small shared blocks"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -276,4 +282,73 @@ def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
         problems.append(
             (("source_repositories", "account"), f"unknown account {pipeline.source_repositories.account!r}")
         )
+    problems += _ownership_rules(pipeline)
+    return problems
+
+
+_AWS_REGISTRY_RE = re.compile(
+    r".+\.dkr\.ecr(?:-fips)?\..+\.amazonaws\.com|(?:.+\.)?amazonaws\.com\.cn|(?:.+\.)?ecr\.aws"
+)
+
+
+def is_aws_registry_host(host: str) -> bool:
+    """A real Amazon ECR host (*.dkr.ecr.*.amazonaws.com, VPC endpoints included, anything
+    under amazonaws.com.cn, public.ecr.aws), with or without a port: never without TLS."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        return False  # an IPv6 literal
+    name = name.rsplit(":", 1)[0] if ":" in name else name
+    return _AWS_REGISTRY_RE.fullmatch(name.rstrip(".")) is not None
+
+
+def _ownership_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
+    """Each account writes only to what it owns: no bucket or registry host shared by two
+    accounts, no ECR host of another account, and TLS never off for a real ECR host."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    buckets: dict[str, str] = {}
+    hosts: dict[str, str] = {}
+    for name, account in pipeline.accounts.items():
+        bucket = pipeline.bucket(name)
+        other = buckets.setdefault(bucket, name)
+        if other != name:
+            problems.append(
+                (
+                    ("accounts", name, "bucket"),
+                    f"accounts {other!r} and {name!r} share bucket {bucket}: each account keeps its "
+                    "packages and history in a bucket of its own "
+                    "(a promotion into one would write the other's)",
+                )
+            )
+        mapped = name in pipeline.endpoints.registries
+        where = ("endpoints", "registries", name) if mapped else ("accounts", name)
+        host = pipeline.registry_host(name)
+        key = host.strip().lower().rstrip(".")
+        other = hosts.setdefault(key, name)
+        if other != name:
+            problems.append(
+                (
+                    where,
+                    f"accounts {other!r} and {name!r} share registry {host}: each account pushes only to "
+                    "its own ECR (a promotion into one would write the other's)",
+                )
+            )
+        ecr = parse_ecr_host(key)
+        own = (account.account_id, account.region)
+        if mapped and ecr is not None and (ecr.account_id, ecr.region) != own:
+            problems.append(
+                (
+                    where,
+                    f"registry {host} of account {name!r} is the ECR of account {ecr.account_id} "
+                    f"({ecr.region}), not {account.account_id} ({account.region})",
+                )
+            )
+        if pipeline.endpoints.insecure_registries and is_aws_registry_host(host):
+            problems.append(
+                (
+                    ("endpoints", "insecure_registries"),
+                    f"insecure_registries would reach {host} ({name}'s registry, a real Amazon ECR host) "
+                    "without TLS: ECR is only ever reached over HTTPS; map each account to a local "
+                    "registry in endpoints.registries or set insecure_registries: false",
+                )
+            )
     return problems

@@ -154,13 +154,17 @@ def _wait_for_port(port: int, popen: subprocess.Popen[bytes], timeout: float = 2
 
 def start_moto(root: Path, *, port: int | None = None, detach: bool = False) -> ServerProcess:
     """Start moto in server mode: one process serving every account (never set
-    MOTO_ACCOUNT_ID on it: assumed roles pick the account, ECR-NOTES.md)."""
+    MOTO_ACCOUNT_ID on it: assumed roles pick the account, ECR-NOTES.md). It runs through
+    cloudops.sandbox.moto_server, which adds S3's bucket owner condition (moto ignores
+    ExpectedBucketOwner; S3 answers 403 when it names another account)."""
     port = port or free_port()
     root.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "MOTO_ACCOUNT_ID"}
+    src = str(Path(__file__).resolve().parents[2])  # cloudops importable, installed or not
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
     log = open(root / "moto.log", "ab")  # noqa: SIM115 - handed to the child
     popen = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "cloudops.sandbox.moto_server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=log,
         stdin=subprocess.DEVNULL,

@@ -62,7 +62,10 @@ MOTO_NAME = "moto"
 
 # What each kind of process has in its command line: `down` only signals a recorded pid
 # when it still runs that program (a pid may have been reused since `up`).
-_CMDLINE_MARKERS = {MOTO_NAME: ("moto.server",), FRONT_NAME: ("cloudops.sandbox.ecr_front",)}
+_CMDLINE_MARKERS = {
+    MOTO_NAME: ("moto.server", "cloudops.sandbox.moto_server"),
+    FRONT_NAME: ("cloudops.sandbox.ecr_front",),
+}
 _REGISTRY_MARKERS = ("docker-registry", "registry")
 
 # Processes started by this Python process. They must be reaped with wait(): a child that

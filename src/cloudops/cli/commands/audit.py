@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.markup import escape
 
 from cloudops.audit import RULES, AuditReport, run_audit
 from cloudops.cli import exit_codes
 from cloudops.cli.context import build_context, pipeline_option
-from cloudops.cli.output import emit_json, handles_errors, stderr
+from cloudops.cli.output import emit_json, handles_errors, safe_text, stderr
 
 _STATUS = {"passed": "[green]✓ passed[/]", "failed": "[red]✗ failed[/]", "skipped": "[dim]- skipped[/]"}
 _SEVERITY = {"error": "red", "warning": "yellow", "info": "cyan"}
@@ -39,18 +38,18 @@ def audit(as_json: bool, pipeline_file: str | None) -> None:
 
 def print_audit(report: AuditReport) -> None:
     for result in report.rules:
-        note = f" [dim]({escape(result.note)})[/]" if result.note else ""
-        stderr.print(f"{_STATUS[result.status]:>10} {escape(RULES[result.rule])}{note}")
+        note = f" [dim]({safe_text(result.note)})[/]" if result.note else ""
+        stderr.print(f"{_STATUS[result.status]:>10} {safe_text(RULES[result.rule])}{note}")
     if report.findings:
         stderr.print()
     for finding in report.findings:
         style = _SEVERITY[finding.severity]
-        where = f" [dim]{escape(finding.where)}[/]" if finding.where else ""
+        where = f" [dim]{safe_text(finding.where)}[/]" if finding.where else ""
         stderr.print(
-            f"[{style}]{finding.severity:7}[/] [bold]{escape(finding.account or '-')}[/] "
-            f"[dim]{finding.rule}[/]{where}: {escape(finding.what)}"
+            f"[{style}]{finding.severity:7}[/] [bold]{safe_text(finding.account or '-')}[/] "
+            f"[dim]{safe_text(finding.rule)}[/]{where}: {safe_text(finding.what)}"
         )
-        stderr.print(f"         [dim]fix:[/] {escape(finding.fix)}")
+        stderr.print(f"         [dim]fix:[/] {safe_text(finding.fix)}")
     counted = [f for f in report.findings if f.counts]
     if counted:
         stderr.print(f"[bold red]{len(counted)} findings[/]: the setup departs from the best practices")
