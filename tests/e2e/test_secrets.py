@@ -103,3 +103,62 @@ def test_no_command_prints_or_records_a_secret(
     _assert_clean(json.dumps(records), secrets, "history records")
     if html.exists():
         _assert_clean(html.read_text(), secrets, "the HTML report")
+
+
+# Secrets inside URLs, in keys that are not named like secrets (issue 12, section 5).
+URL_SECRETS = {
+    "EP_JMS_BROKER_URL": "failover:(tcp://ep:SentinelJmsUserInfo42@{a}-jms.ep.internal:61616)",
+    "EP_REPORT_DB_URL": "jdbc:mysql://{a}-report.ep.internal/r?user=r&password=SentinelQueryPassword17",
+    "EP_ARCHIVE_DB_URL": "mysql://{a}-archive.ep.internal/x?useSSL=true&pwd=SentinelAmpPwd23",
+    "EP_MSSQL_URL": "jdbc:sqlserver://{a}-mssql.ep.internal:1433;user=ep;password=SentinelJdbcProp5;encrypt=true",
+    "EP_LEGACY_DB_URL": "jdbc:oracle:thin:ep/SentinelOraclePw8@//{a}-ora.ep.internal:1521/svc",
+}
+
+
+def test_config_outputs_never_show_a_secret_inside_a_url(sandbox: world.SandboxState, tmp_path: Path) -> None:
+    from cloudops.config.envfile import read_env_file
+    from cloudops.pipeline.model import load_pipeline
+    from cloudops.sandbox.config_seed import write_config
+
+    pipeline_file = tmp_path / "pipeline.yaml"
+    pipeline_file.write_text(sandbox.pipeline.read_text())
+    pipeline = load_pipeline(pipeline_file)
+    write_config(pipeline, overwrite=True)
+    live = {a: pipeline.config_dir / a / "AWS" / "Config" / "live.env" for a in pipeline.accounts}
+    qa_db_pass = read_env_file(live["qa"]).values()["EP_DB_PASS"]
+    assert qa_db_pass
+    for account in ("qa", "prod"):
+        with live[account].open("a") as handle:
+            handle.writelines(f"{key}={value.format(a=account)}\n" for key, value in URL_SECRETS.items())
+    with live["prod"].open("a") as handle:  # qa's database password, inside a prod URL
+        handle.write(f"EP_ADMIN_DB_URL=jdbc:mysql://admin:{qa_db_pass}@prod-admin.ep.internal/a\n")
+    secrets = [
+        v for path in live.values() for k, v in read_env_file(path).values().items() if v and "PASS" in k
+    ]
+    secrets += ["SentinelJmsUserInfo42", "SentinelQueryPassword17", "SentinelAmpPwd23"]
+    secrets += ["SentinelJdbcProp5", "SentinelOraclePw8", "Sentinel"]
+
+    check = cloudops("config", "check", "--json", "--pipeline", str(pipeline_file))
+    diff = cloudops("config", "diff", "qa", "prod", "--json", "--pipeline", str(pipeline_file))
+    human = [
+        cloudops("config", "check", "--pipeline", str(pipeline_file)),
+        cloudops("config", "diff", "qa", "prod", "--pipeline", str(pipeline_file)),
+    ]
+    assert (check.returncode, diff.returncode) == (4, 0), check.stderr + diff.stderr
+    for run in [check, diff, *human]:
+        _assert_clean(run.stdout + run.stderr, secrets, f"the output of {run.args[3:6]}")
+        assert "Traceback" not in run.stderr
+
+    shared = {
+        f["key"]
+        for f in json.loads(check.stdout)["findings"]
+        if f["kind"] == "shared-secret" and f["account"] == "prod"
+    }
+    assert shared == {*URL_SECRETS, "EP_ADMIN_DB_URL"}
+    keys = {k["key"]: k for f in json.loads(diff.stdout)["files"] for k in f["keys"]}
+    assert keys["EP_JMS_BROKER_URL"]["b"] == "failover:(tcp://ep:****@prod-jms.ep.internal:61616)"
+    assert keys["EP_LEGACY_DB_URL"]["a"] == "jdbc:oracle:thin:ep/****@//qa-ora.ep.internal:1521/svc"
+    assert (
+        "&password=****" in keys["EP_REPORT_DB_URL"]["a"] and ";password=****;" in keys["EP_MSSQL_URL"]["b"]
+    )
+    assert keys["EP_ADMIN_DB_URL"]["b"] == "jdbc:mysql://admin:****@prod-admin.ep.internal/a"

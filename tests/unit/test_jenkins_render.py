@@ -146,3 +146,40 @@ def test_written_jobs_one_directory_each_script_executable(tmp_path: Path) -> No
     ]
     assert (image_dir / "promote-image.sh").stat().st_mode & 0o111
     assert (image_dir / "Jenkinsfile").read_text() == jobs[0].jenkinsfile
+
+
+def test_render_never_writes_through_a_pre_placed_symlink(tmp_path: Path) -> None:
+    """An attacker who can write OUT plants symlinks at the old predictable temp names
+    (.Jenkinsfile.tmp) and at the final names: render neither writes through them nor
+    follows them; the final names become our own regular files."""
+    jobs = render_account(parse_pipeline(PIPELINE), "qa")
+    job_dir = tmp_path / "out" / "cloudops-promote-image-into-qa"
+    job_dir.mkdir(parents=True)
+    victims = {}
+    for name in jobs[0].files():
+        for planted in (f".{name}.tmp", name):
+            victim = tmp_path / f"victim-{planted}"
+            victim.write_text("precious\n")
+            victims[planted] = victim
+            (job_dir / planted).symlink_to(victim)
+
+    write_rendered(jobs, tmp_path / "out")
+
+    assert all(v.read_text() == "precious\n" for v in victims.values())
+    for name, content in jobs[0].files().items():
+        final = job_dir / name
+        assert not final.is_symlink() and final.read_text() == content
+        assert (job_dir / f".{name}.tmp").is_symlink()  # left as it was, never opened
+    assert not [p for p in job_dir.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+    assert (job_dir / "promote-image.sh").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_job_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    jobs = render_account(parse_pipeline(PIPELINE), "qa")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "cloudops-promote-image-into-qa").symlink_to(elsewhere)
+    with pytest.raises(InputError, match="is a symlink or not a directory"):
+        write_rendered(jobs, tmp_path / "out")
+    assert list(elsewhere.iterdir()) == []

@@ -37,7 +37,7 @@ class AccountCredentials(_Strict):
     @field_validator("role_arn")
     @classmethod
     def _role(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$", value):
+        if value is not None and not re.fullmatch(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+", value):
             raise ValueError("role_arn must look like arn:aws:iam::123456789012:role/NAME")
         return value
 

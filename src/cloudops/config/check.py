@@ -7,7 +7,10 @@ and reports, with file and line:
 - a line the dotenv parser cannot read, a binary file;
 - a value naming another account: its id, registry host or bucket, or a host name that
   another account's config uses too (prod pointing at QA's database);
-- the same secret (keys with PASS, SECRET, TOKEN, KEY) in two accounts;
+- the same secret in two accounts: the value of a secret key (PASS, PWD, SECRET, TOKEN,
+  KEY, AUTH, CREDENTIAL) or a secret inside any value (a URL's password, ?password=,
+  Oracle's user/password@), compared part for part: EP_DB_PASS in one account and the
+  password inside EP_DB_URL in another are the same secret;
 - a file shared between accounts by symlink or hard link, or an identical .env file.
 
 Nothing here writes: config is never copied between accounts.
@@ -24,7 +27,7 @@ from typing import Literal
 
 from cloudops.config.envfile import EnvFile, read_env_file
 from cloudops.config.hosts import contains_account_id, contains_token, host_tokens, hosts_in
-from cloudops.config.secrets import is_real_secret, is_secret_key, url_passwords
+from cloudops.config.secrets import embedded_secrets, is_real_secret, is_secret_key, mask_embedded
 from cloudops.config.tree import (
     CONFIG_SUBDIR,
     REQUIRED_FILES,
@@ -418,16 +421,17 @@ def _identity_references(
             for entry in item.env.entries:
                 if not entry.value or is_secret_key(entry.key):
                     continue  # a secret is compared as a whole (below), never quoted in part
+                visible = mask_embedded(entry.value)  # nor is a password inside a URL
                 for other in order:
                     if other == name:
                         continue
                     named = [
                         f"{what} {token}"
                         for what, token in _identity(pipeline, other)
-                        if contains_token(entry.value, token)
+                        if contains_token(visible, token)
                     ]
                     other_id = pipeline.account(other).account_id
-                    if not named and contains_account_id(entry.value, other_id):
+                    if not named and contains_account_id(visible, other_id):
                         named.append(f"account id {other_id}")
                     if named:
                         report.findings.append(
@@ -513,7 +517,7 @@ def _shared_secrets(parsed: dict[str, list[_Parsed]], order: list[str], report: 
                 if entry.value is None:
                     continue
                 secrets = [entry.value] if is_secret_key(entry.key) and is_real_secret(entry.value) else []
-                secrets += url_passwords(entry.value)
+                secrets += embedded_secrets(entry.value)
                 for secret in secrets:
                     by_value[secret].append(_Use(name, item.file.relative, entry.line, entry.key))
     for secret_uses in by_value.values():

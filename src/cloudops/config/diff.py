@@ -1,5 +1,6 @@
 """`cloudops config diff A B`: which keys of two accounts' config differ, are missing from B
-or extra in B, file by file. Secret values are masked (config/secrets.py), so the
+or extra in B, file by file. Secret values are masked (config/secrets.py: secret keys
+whole, passwords inside URLs in any key), in the human output and --json alike, so the
 output can go into a ticket or a build log."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from cloudops.config.envfile import EnvFile, read_env_file
-from cloudops.config.secrets import is_secret_key, shown
+from cloudops.config.secrets import embedded_secrets, is_real_secret, is_secret_key, shown
 from cloudops.config.tree import scan_account
 from cloudops.errors import InputError
 from cloudops.pipeline.model import Pipeline
@@ -24,6 +25,7 @@ class KeyDiff:
     status: KeyStatus  # missing: in A, not in B; extra: in B, not in A
     a: str | None  # as it may be shown: secrets masked
     b: str | None
+    secret: bool = False  # the same secret in both (a secret key, or a password inside a URL)
 
     def as_dict(self) -> dict[str, object]:
         return {"key": self.key, "status": self.status, "a": self.a, "b": self.b}
@@ -39,7 +41,7 @@ class FileDiff:
     @property
     def changed(self) -> list[KeyDiff]:
         """What to show: every difference, and secrets that are the same (they must not be)."""
-        return [k for k in self.keys if k.status != "same" or is_secret_key(k.key)]
+        return [k for k in self.keys if k.status != "same" or k.secret]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -110,5 +112,19 @@ def _keys(a: dict[str, str | None], b: dict[str, str | None]) -> list[KeyDiff]:
             status = "extra"
         else:
             status = "same" if a[key] == b[key] else "differs"
-        keys.append(KeyDiff(key, status, shown(key, a.get(key)), shown(key, b.get(key))))
+        keys.append(
+            KeyDiff(
+                key,
+                status,
+                shown(key, a.get(key)),
+                shown(key, b.get(key)),
+                secret=status == "same" and _holds_secret(key, a[key]),
+            )
+        )
     return keys
+
+
+def _holds_secret(key: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    return (is_secret_key(key) and is_real_secret(value)) or bool(embedded_secrets(value))

@@ -125,7 +125,7 @@ def parse_env_text(text: str, result: EnvFile) -> None:
 
 
 def _shown(key: str) -> str:
-    return key if _VARIABLE_NAME.match(key) else "a line (not shown: it may be a secret)"
+    return key if _VARIABLE_NAME.fullmatch(key) else "a line (not shown: it may be a secret)"
 
 
 def _leading_newlines(original: str) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from cloudops.config.secrets import mask_embedded
+
 _URL_HOST = re.compile(
     r"[a-z][a-z0-9+.-]*://(?:[^@/\s,()]*@)?(?P<host>\[[0-9a-f:.]+\]|[a-z0-9_](?:[a-z0-9._-]*[a-z0-9_])?)",
     re.IGNORECASE,
@@ -21,9 +23,10 @@ def hosts_in(key: str, value: str | None) -> set[str]:
     account has its own localhost."""
     if not value:
         return set()
+    value = mask_embedded(value)  # a password with "@" in it is no host to name
     found = {m.group("host") for m in _URL_HOST.finditer(value)}
     if _HOST_KEY.search(key):
-        bare = _BARE_HOST.match(value.strip())
+        bare = _BARE_HOST.fullmatch(value.strip())
         if bare:
             found.add(bare.group("host"))
     return {h for h in (_normalize(h) for h in found) if h and not is_local(h) and _looks_like_host(h)}

@@ -117,7 +117,7 @@ def credentials_id(pipeline: Pipeline, account: str) -> str:
     """The Jenkins credentials id holding ``account``'s AWS keys: pipeline.yaml's
     credentials.jenkins_credentials_id, else cloudops-<account>."""
     chosen = pipeline.account(account).credentials.jenkins_credentials_id or f"cloudops-{account}"
-    if not _CREDENTIALS_ID_RE.match(chosen):
+    if not _CREDENTIALS_ID_RE.fullmatch(chosen):
         raise InputError(
             f"jenkins_credentials_id {chosen!r} of account {account!r} is not a Jenkins credentials id",
             hint="use letters, digits, _ . - only (what Jenkins accepts as a credentials ID)",

@@ -13,7 +13,9 @@ Everything is rendered before the first file is written: a failure leaves OUT un
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,22 +59,30 @@ def render_account(pipeline: Pipeline, account: str) -> list[RenderedJob]:
 
 
 def write_rendered(jobs: list[RenderedJob], out: Path) -> dict[str, list[Path]]:
-    """Write each job into OUT/<job name>/; returns job name -> files written."""
+    """Write each job into OUT/<job name>/; returns job name -> files written.
+
+    Each file is written to a fresh temp file made by mkstemp in the job's directory
+    (a random name, created O_EXCL with mode 0600: nothing an attacker pre-placed there,
+    a symlink included, is opened), then renamed over the final name. The rename replaces
+    whatever is at the final path, a symlink too, without following it. A job directory
+    that is a symlink, or not a directory, is refused: it would send the files elsewhere."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory")
     written: dict[str, list[Path]] = {}
     try:
         for job in jobs:
             directory = out / job.spec.name
+            if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+                raise InputError(
+                    f"{directory} is a symlink or not a directory: cloudops writes a job only into "
+                    "its own directory",
+                    hint="remove it, or choose another --out",
+                )
             directory.mkdir(parents=True, exist_ok=True)
             paths = []
             for name, content in job.files().items():
                 path = directory / name
-                tmp = path.with_name(f".{name}.tmp")
-                tmp.write_text(content)
-                if name.endswith(".sh"):
-                    tmp.chmod(0o755)
-                os.replace(tmp, path)  # a reader never sees half a file
+                _write_atomically(path, content, 0o755 if name.endswith(".sh") else 0o644)
                 paths.append(path)
             written[job.spec.name] = paths
     except OSError as exc:
@@ -81,3 +91,18 @@ def write_rendered(jobs: list[RenderedJob], out: Path) -> dict[str, list[Path]]:
             hint="choose a directory you can write with --out",
         ) from None
     return written
+
+
+def _write_atomically(path: Path, content: str, mode: int) -> None:
+    """A reader never sees half a file, and no name is written through but our own."""
+    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise

@@ -404,7 +404,7 @@ class EcrFront:
             return ecr_error(403, "DENIED", EXPIRED_MESSAGE)
 
         path = request.path
-        manifest = _MANIFEST_RE.match(path)
+        manifest = _MANIFEST_RE.fullmatch(path)
         repo_match = manifest or _REPO_RE.match(path)
         if repo_match is None:  # /v2/, /v2/_catalog and paths the backend will judge
             return await self._proxy(acct, request)
@@ -421,7 +421,7 @@ class EcrFront:
         if manifest is not None and request.method == "PUT":
             return await self._put_manifest(acct, request, name, manifest["ref"], repo)
 
-        upload = _UPLOAD_START_RE.match(path)
+        upload = _UPLOAD_START_RE.fullmatch(path)
         if upload is not None and request.method == "POST" and "mount" in request.query:
             query = MultiDict(request.query)
             source = query.get("from")
