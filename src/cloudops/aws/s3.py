@@ -4,14 +4,30 @@ append-only promotion log (one object per record, never overwritten)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import botocore.exceptions
 
+from cloudops.aws import s3_owner
 from cloudops.aws.sessions import AccountSession, aws_error
 
 BucketChange = Literal["created", "updated", "unchanged"]
 HISTORY_PREFIX = "cloudops/history/"
+DAILY_PREFIX = "cloudops/history-daily/"
+"""Daily objects cloudops writes itself (pipeline/history.py): an index of one UTC day's
+record objects, so that reading history is one GET per day, not one per record."""
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One object of the promotion log as S3 lists it (key and size), not yet read."""
+
+    key: str
+    size: int
+    etag: str = ""
+    """As S3 lists it, quotes removed (the MD5 of the content for a single PUT)."""
 
 
 class AccountBucket:
@@ -25,15 +41,11 @@ class AccountBucket:
         return self._client
 
     def exists(self) -> bool:
+        """True when the bucket exists and is the account's, False when it does not exist;
+        a bucket that another account owns is refused (s3_owner.BucketOwnerError, exit 3)."""
         try:
-            self._client.head_bucket(Bucket=self.name, ExpectedBucketOwner=self.session.account.account_id)
-            return True
-        except botocore.exceptions.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code"))
-            if code in ("404", "NoSuchBucket", "NotFound"):
-                return False
-            raise aws_error(exc, f"checking bucket {self.name}") from None
-        except botocore.exceptions.BotoCoreError as exc:
+            return s3_owner.check_owner(self._client, self.session.owned_buckets, self.name)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise aws_error(exc, f"checking bucket {self.name}") from None
 
     def ensure(self, *, dry_run: bool) -> tuple[BucketChange, list[str]]:
@@ -118,27 +130,100 @@ class AccountBucket:
                 Body=body,
                 ContentType="application/json",
                 IfNoneMatch="*",
+                ExpectedBucketOwner=self.session.account.account_id,
             )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise aws_error(exc, f"writing the promotion record to bucket {self.name}") from None
 
-    def read_records(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    def list_records(self, *, prefix: str = HISTORY_PREFIX, start_after: str = "") -> list[StoredRecord]:
+        """Every object under the history prefix (or ``prefix``, after ``start_after``),
+        with the size and ETag S3 lists for it (nothing is read: the caller decides what
+        is worth a GET)."""
+        found: list[StoredRecord] = []
+        what = f"listing the promotion log of bucket {self.name}"
         try:
             paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.name, Prefix=HISTORY_PREFIX):
+            params: dict[str, Any] = {
+                "Bucket": self.name,
+                "Prefix": prefix,
+                "ExpectedBucketOwner": self.session.account.account_id,
+            }
+            if start_after:
+                params["StartAfter"] = start_after
+            for page in paginator.paginate(**params):
                 for item in page.get("Contents", []):
-                    body = self._client.get_object(Bucket=self.name, Key=item["Key"])["Body"].read()
-                    try:
-                        record = json.loads(body)
-                    except ValueError:
-                        continue
-                    if isinstance(record, dict):
-                        records.append(record)
+                    etag = str(item.get("ETag", "")).strip('"')
+                    found.append(StoredRecord(str(item["Key"]), int(item.get("Size", 0)), etag))
         except botocore.exceptions.ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) in ("NoSuchBucket", "404"):
                 return []
-            raise aws_error(exc, f"reading the promotion log of bucket {self.name}") from None
+            raise aws_error(exc, what) from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise aws_error(exc, f"reading the promotion log of bucket {self.name}") from None
-        return records
+            raise aws_error(exc, what) from None
+        return found
+
+    def read_record(self, key: str, max_bytes: int) -> bytes:
+        """At most ``max_bytes + 1`` bytes of one history object (a Range GET, and the
+        body read no further), so an object that grew past the bound after it was listed
+        is still never read whole: more than ``max_bytes`` back means "too large"."""
+        what = f"reading {key} from bucket {self.name}"
+        try:
+            answer = self._client.get_object(
+                Bucket=self.name,
+                Key=key,
+                Range=f"bytes=0-{max_bytes}",
+                ExpectedBucketOwner=self.session.account.account_id,
+            )
+            body = answer["Body"]
+            try:
+                data: bytes = body.read(max_bytes + 1)
+            finally:
+                body.close()
+            return data
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise aws_error(exc, what) from None
+
+    def stream_history_object(self, key: str, max_bytes: int, chunk: int = 1024 * 1024) -> Iterator[bytes]:
+        """One history object in chunks, at most ``max_bytes + 1`` bytes in all (a Range
+        GET, the body read no further): more than ``max_bytes`` means "too large"."""
+        what = f"reading {key} from bucket {self.name}"
+        try:
+            answer = self._client.get_object(
+                Bucket=self.name,
+                Key=key,
+                Range=f"bytes=0-{max_bytes}",
+                ExpectedBucketOwner=self.session.account.account_id,
+            )
+            body = answer["Body"]
+            try:
+                left = max_bytes + 1
+                while left > 0:
+                    data: bytes = body.read(min(chunk, left))
+                    if not data:
+                        return
+                    left -= len(data)
+                    yield data
+            finally:
+                body.close()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise aws_error(exc, what) from None
+
+    def put_daily(self, key: str, body: bytes) -> bool:
+        """Write one daily history object under a new key (``DAILY_PREFIX``). Never
+        overwrites: False when the object exists already (another run wrote it)."""
+        try:
+            self._client.put_object(
+                Bucket=self.name,
+                Key=DAILY_PREFIX + key,
+                Body=body,
+                ContentType="application/x-ndjson",
+                IfNoneMatch="*",
+                ExpectedBucketOwner=self.session.account.account_id,
+            )
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("PreconditionFailed", "412"):
+                return False
+            raise aws_error(exc, f"writing the daily history object {key} to bucket {self.name}") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise aws_error(exc, f"writing the daily history object {key} to bucket {self.name}") from None
+        return True

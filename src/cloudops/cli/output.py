@@ -14,6 +14,7 @@ import click
 
 from cloudops.cli import exit_codes
 from cloudops.errors import CloudopsError
+from cloudops.text import plain_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,7 +31,8 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            console = Console(stderr=True, highlight=False, soft_wrap=True)
+            # emoji=False: ":warning:" in a tag or an error is text, not a picture.
+            console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
             if not console.is_terminal:
                 # Logs (Jenkins) are read in a browser: do not squeeze tables into 80 columns.
                 console.width = max(console.width, 140)
@@ -57,9 +59,9 @@ def emit_json(document: Any) -> None:
 
 def report_error(error: CloudopsError, prefix: str = "") -> None:
     """What failed on one line, the fix on the next."""
-    stderr.print(f"[bold red]error:[/] {_escape(prefix + error.message)}")
+    stderr.print(f"[bold red]error:[/] {safe_text(prefix + error.message)}")
     if error.hint:
-        stderr.print(f"  [dim]fix:[/] {_escape(error.hint)}")
+        stderr.print(f"  [dim]fix:[/] {safe_text(error.hint)}")
 
 
 def fail(error: CloudopsError) -> NoReturn:
@@ -67,10 +69,15 @@ def fail(error: CloudopsError) -> NoReturn:
     sys.exit(exit_codes.for_error(error))
 
 
-def _escape(text: str) -> str:
+def safe_text(value: object) -> str:
+    """``value`` for a rich markup string or Table cell: control characters shown as
+    visible escapes (cloudops.text.plain_text), and rich
+    markup escaped (``[link=...]``, ``[/]`` print as typed). The ONE way anything read
+    from an account, a registry, a file or a user (repository names, tags, account names,
+    error messages, S3 metadata, record fields) reaches the terminal."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(plain_text(value))
 
 
 def human_bytes(n: float) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from cloudops.cli.output import human_bytes, stderr, stderr_console
+from cloudops.cli.output import human_bytes, safe_text, stderr, stderr_console
 from cloudops.copy.engine import BlobOutcome, ImageResult
 from cloudops.copy.plan import BlobKey, CopyPlan
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 class CopyProgressDisplay:
     def __init__(self, label: str = "copy", *, quiet: bool = False):
-        self._label = label
+        self._label = safe_text(label)  # the bar's description is markup: names are text
         self._quiet = quiet
         self._live = not quiet and stderr.is_terminal
         self._progress: Progress | None = None
@@ -79,8 +79,8 @@ class CopyProgressDisplay:
     def image_finished(self, result: ImageResult) -> None:
         if self._quiet:
             return
-        dest = str(result.request.destination)
-        digest = (result.digest or "")[:19]
+        dest = safe_text(result.request.destination)
+        digest = safe_text((result.digest or "")[:19])
         if result.status == "up-to-date":
             line = f"[green]=[/] {dest} already at {digest} (nothing written)"
         elif result.status == "copied":

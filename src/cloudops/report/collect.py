@@ -35,7 +35,7 @@ from cloudops.aws.sessions import aws_error
 from cloudops.errors import CloudopsError
 from cloudops.package import PackageStore
 from cloudops.pipeline.context import PipelineContext
-from cloudops.pipeline.history import PromotionRecord, read_history
+from cloudops.pipeline.history import HistoryRead, read_history
 from cloudops.report.clients import SharedClients
 from cloudops.report.matrix import compute_matrix
 from cloudops.report.model import (
@@ -65,10 +65,14 @@ class _Reader:
     packages: PackageStore
 
 
-@dataclass(frozen=True)
-class History:
-    records: list[PromotionRecord]
-    unreadable: dict[str, str]
+History = HistoryRead
+"""The promotion history as status reads it (pipeline/history.py): records attributed to
+the bucket they were read from, findings, unreadable records and accounts."""
+
+HISTORY_LIMIT = 1000
+"""Records read per account for `status` (the newest, by key; older ones are counted).
+More than the HTML timeline shows (200), so a few hundred suspect records written
+lately do not push the believable ones out of it."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,35 @@ class StatusReport:
     matrix: StatusMatrix
     history: History | None = None
 
+    @property
+    def has_history_findings(self) -> bool:
+        return self.history is not None and self.history.has_findings
+
+    def history_dict(self) -> dict[str, Any] | None:
+        """`status --json`'s "history": counts per account and every finding (docs/status.md)."""
+        if self.history is None:
+            return None
+        found = self.history
+        return {
+            "records": {
+                name: len(found.of(name)) for name in self.matrix.stages if name not in found.unreadable
+            },
+            "unreadable": found.unreadable,
+            **found.extras(),
+        }
+
 
 def read_status(
-    context: PipelineContext, *, with_history: bool = False, workers: int = WORKERS
+    context: PipelineContext,
+    *,
+    with_history: bool = False,
+    workers: int = WORKERS,
+    history_limit: int = HISTORY_LIMIT,
 ) -> StatusReport:
     """Read every account concurrently and compute the matrix; with ``with_history``
-    the promotion log of every account is read alongside."""
+    the newest ``history_limit`` records of every account's promotion log are read
+    alongside (findings in them are status findings too: a planted record is something
+    out of line)."""
     started = time.monotonic()
     pipeline = context.pipeline
     stages = tuple(pipeline.stages)
@@ -104,7 +131,7 @@ def read_status(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         if with_history:
             # Only now: the guard has run, and it reads only the accounts that passed.
-            history = pool.submit(_history, context, accounts)
+            history = pool.submit(_history, context, accounts, history_limit)
         tasks: dict[tuple[str, str], Future[Holding]] = {}
         for name, reader in readers.items():
             for repository in pipeline.images:
@@ -184,9 +211,9 @@ def _packages(reader: _Reader) -> Holding:
     return Holding(artifacts, note=None if artifacts else f"no package under {where}")
 
 
-def _history(context: PipelineContext, accounts: dict[str, AccountStatus]) -> History:
+def _history(context: PipelineContext, accounts: dict[str, AccountStatus], limit: int) -> History:
     # Only accounts that passed the guard: another account's log under this name would lie.
     readable = [name for name, a in accounts.items() if a.reachable]
-    records, problems = read_history(context, readable) if readable else ([], {})
-    problems.update({name: a.error for name, a in accounts.items() if a.error is not None})
-    return History(records, problems)
+    found = read_history(context, readable, limit=limit) if readable else HistoryRead()
+    found.unreadable.update({name: a.error for name, a in accounts.items() if a.error is not None})
+    return found

@@ -5,21 +5,30 @@ Self-contained because it is archived as a Jenkins build artifact and opened yea
 often offline and under a Content-Security-Policy that blocks scripts: inline CSS only,
 no script, no external font, image or stylesheet, system fonts. Every piece of text that
 came from outside (tags, repository names, error messages, ARNs) goes through
-html.escape, attributes included.
+html.escape, attributes included, after its control characters are made visible
+(cloudops.text.plain_text: no raw ESC, NUL or bidi override reaches the page).
+
+The timeline of an account shows the records read from that account's own bucket, newest
+first by their key's date. A record that claims another account, or a time in the future,
+is listed under "findings" in the timeline of the bucket it was read from, never as the
+account it names; records that are not valid records are listed with their keys.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from html import escape
 
 from cloudops import __version__
-from cloudops.pipeline.history import PromotionRecord
+from cloudops.pipeline.history import HistoryRead, PromotionRecord, ReadRecord
 from cloudops.report.model import MARKS, Artifact, Cell, Mark, Row, StatusMatrix, short_digest
+from cloudops.text import plain_text
 
 TIMELINE_LIMIT = 200
 """Records shown per account, newest first; older ones are counted, not listed."""
+FINDINGS_LIMIT = 20
+"""Suspect and unreadable records listed per account; the rest are counted."""
 
 LEGEND: dict[Mark, str] = {
     "same": "holds the newest content of the stage before",
@@ -104,7 +113,13 @@ def render_html(
     unreadable: dict[str, str] | None = None,
     *,
     title: str = "cloudops status",
+    history: HistoryRead | None = None,
 ) -> str:
+    """The page. ``history`` is what read_history found (records attributed to the bucket
+    they were read from); bare ``records`` (library callers, tests) are taken as the
+    account they name."""
+    if history is None:
+        history = HistoryRead(records=[_attributed(r) for r in records], unreadable=dict(unreadable or {}))
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -124,7 +139,7 @@ def render_html(
         _legend(),
         "</section>",
         _accounts(matrix),
-        _timelines(matrix, records, unreadable or {}),
+        _timelines(matrix, history),
         f"<footer>cloudops {_e(__version__)}</footer>",
         "</body></html>",
     ]
@@ -132,7 +147,15 @@ def render_html(
 
 
 def _e(text: object) -> str:
-    return escape(str(text), quote=True)
+    return escape(plain_text(text), quote=True)
+
+
+def _attributed(record: PromotionRecord) -> ReadRecord:
+    try:
+        written = record.moment
+    except ValueError:
+        written = datetime.min.replace(tzinfo=UTC)
+    return ReadRecord(record, record.destination_account, record.key, written)
 
 
 def _summary(matrix: StatusMatrix) -> str:
@@ -248,27 +271,62 @@ def _accounts(matrix: StatusMatrix) -> str:
     )
 
 
-def _timelines(matrix: StatusMatrix, records: Sequence[PromotionRecord], unreadable: dict[str, str]) -> str:
-    by_account: dict[str, list[PromotionRecord]] = defaultdict(list)
-    for record in records:
-        by_account[record.destination_account].append(record)
+def _timelines(matrix: StatusMatrix, history: HistoryRead) -> str:
     blocks = []
     for stage in matrix.stages:
-        items = sorted(by_account.get(stage, []), key=lambda r: r.id, reverse=True)
-        if stage in unreadable:
-            content = f'<p class="error">history not readable: {_e(unreadable[stage])}</p>'
+        items = sorted(history.of(stage), key=lambda r: (r.written, r.key), reverse=True)
+        if stage in history.unreadable:
+            content = f'<p class="error">history not readable: {_e(history.unreadable[stage])}</p>'
         elif not items:
             content = '<p class="empty">no promotions recorded</p>'
         else:
             entries = "".join(_entry(r) for r in items[:TIMELINE_LIMIT])
-            older = len(items) - TIMELINE_LIMIT
-            more = f'<p class="more">{older} older records not shown</p>' if older > 0 else ""
-            content = f"<ol>{entries}</ol>{more}"
+            content = f"<ol>{entries}</ol>"
+        older = max(0, len(items) - TIMELINE_LIMIT)
+        dropped = history.dropped.get(stage)
+        older += dropped.older if dropped is not None else 0
+        if older:
+            content += f'<p class="more">{older} older records not shown</p>'
+        content += _findings(stage, history)
         blocks.append(f'<div class="timeline" data-account="{_e(stage)}"><h3>{_e(stage)}</h3>{content}</div>')
     return f'<section><h2>Promotion history</h2><div class="timelines">{"".join(blocks)}</div></section>'
 
 
-def _entry(record: PromotionRecord) -> str:
+def _findings(stage: str, history: HistoryRead) -> str:
+    """What is wrong with this account's bucket: suspect records (as this account's, with
+    what they claim), unreadable records by key, keys dated in the future not read."""
+    parts = []
+    suspect = sorted(history.suspect_of(stage), key=lambda r: (r.written, r.key), reverse=True)
+    for read in suspect[:FINDINGS_LIMIT]:
+        r = read.record
+        parts.append(
+            f'<li class="finding" data-key="{_e(read.key)}"><b>{_e(", ".join(read.findings))}</b>: '
+            f"<code>{_e(read.key)}</code> claims {_e(r.destination_account)} "
+            f"(<code>{_e(r.destination_account_id)}</code>), {_e(r.result)}, dated {_e(r.when)}</li>"
+        )
+    if len(suspect) > FINDINGS_LIMIT:
+        parts.append(f"<li>and {len(suspect) - FINDINGS_LIMIT} more suspect records</li>")
+    unreadable = history.unreadable_of(stage)
+    for item in unreadable[:FINDINGS_LIMIT]:
+        parts.append(
+            f'<li class="unreadable" data-key="{_e(item.key)}">unreadable record '
+            f"<code>{_e(item.key)}</code>: {_e(item.reason)}</li>"
+        )
+    if len(unreadable) > FINDINGS_LIMIT:
+        parts.append(f"<li>and {len(unreadable) - FINDINGS_LIMIT} more unreadable records</li>")
+    dropped = history.dropped.get(stage)
+    if dropped is not None and dropped.future:
+        parts.append(
+            f"<li>{dropped.future} records dated in the future by their key were dropped, not read</li>"
+        )
+    if not parts:
+        return ""
+    listing = "".join(parts)
+    return f'<div class="error findings" data-account="{_e(stage)}"><b>findings</b><ul>{listing}</ul></div>'
+
+
+def _entry(read: ReadRecord) -> str:
+    record = read.record
     what = (
         f"{record.repository}:{record.tag}"
         if record.kind == "image"
@@ -282,7 +340,8 @@ def _entry(record: PromotionRecord) -> str:
     error = f'<div class="error">{_e(record.error)}</div>' if record.error else ""
     when = record.when.replace("+00:00", "Z")
     return (
-        f'<li class="r-{_e(record.result)}"><time datetime="{_e(record.when)}">{_e(when)}</time> '
+        f'<li class="r-{_e(record.result)}" data-key="{_e(read.key)}">'
+        f'<time datetime="{_e(record.when)}">{_e(when)}</time> '
         f'<span class="result">{_e(record.result)}</span><br><code>{_e(what)}</code>{digest} '
         f'from {_e(record.source_account)}<div class="more">{_e(record.who)}</div>{error}</li>'
     )

@@ -10,7 +10,7 @@ import click
 from cloudops.aws.s3_stream import DEFAULT_PART_SIZE, DEFAULT_THRESHOLD, MiB, TransferSettings
 from cloudops.cli import exit_codes
 from cloudops.cli.context import build_context, pipeline_option
-from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, stderr
+from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, safe_text, stderr
 from cloudops.errors import InputError
 from cloudops.package import PackageResult, publish_package
 
@@ -82,5 +82,6 @@ def describe_package(result: PackageResult) -> None:
     }.get(result.status, result.status)
     pointer = "; now current" if result.pointer_moved else ""
     stderr.print(
-        f"[green]✓[/] package {result.version} {where}: {said}{pointer} (sha256 {result.sha256[:16]}…)"
+        f"[green]✓[/] package {safe_text(result.version)} {safe_text(where)}: {safe_text(said)}{pointer} "
+        f"(sha256 {safe_text(result.sha256[:16])}…)"
     )

@@ -10,7 +10,7 @@ import click
 
 from cloudops.cli import exit_codes
 from cloudops.cli.context import build_context, pipeline_option, source_credentials_option
-from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, stderr
+from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, safe_text, stderr
 from cloudops.cli.progress import CopyProgressDisplay
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.promote import ImagePromotion, ImageSpec, promote_images
@@ -80,11 +80,11 @@ def _promotion_context(
 def _image_lines(results: list[ImagePromotion]) -> list[str]:
     lines = []
     for r in results:
-        name = f"{r.repository}:{r.tag}"
-        route = f"{r.route.source} -> {r.route.destination}"
-        digest = (r.source_digest or "")[:19]
+        name = safe_text(f"{r.repository}:{r.tag}")
+        route = safe_text(f"{r.route.source} -> {r.route.destination}")
+        digest = safe_text((r.source_digest or "")[:19])
         if r.status == "planned":
-            lines.append(f"[cyan]plan[/] {name} {route}: {r.action} {digest}")
+            lines.append(f"[cyan]plan[/] {name} {route}: {safe_text(r.action)} {digest}")
         elif r.status == "promoted":
             lines.append(
                 f"[green]✓[/] {name} {route}: promoted {digest} "
@@ -192,6 +192,6 @@ def promote_release_cmd(
 
         describe_package(result.package)
     verdict = "[green]complete[/]" if result.ok else "[red]FAILED[/] (run again to complete it)"
-    stderr.print(f"release {result.release} -> {to}: {verdict}")
+    stderr.print(f"release {safe_text(result.release)} -> {safe_text(to)}: {verdict}")
     if not result.ok:
         raise SystemExit(exit_codes.FAILED)

@@ -6,18 +6,18 @@ import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from cloudops.cli import exit_codes
 from cloudops.cli.context import pipeline_option
-from cloudops.cli.output import emit_json, handles_errors, stderr
+from cloudops.cli.output import emit_json, handles_errors, safe_text, stderr
 from cloudops.errors import InputError
 from cloudops.pipeline.context import PipelineContext
+from cloudops.pipeline.history import CLAIMS_ANOTHER_ACCOUNT, DATED_IN_THE_FUTURE, HistoryRead
 from cloudops.pipeline.model import load_pipeline
 from cloudops.report.collect import read_status
 from cloudops.report.html import render_html
-from cloudops.report.model import Cell, StatusMatrix
+from cloudops.report.model import Cell, StatusMatrix, short_digest
 
 STYLE = {
     "same": "green",
@@ -45,7 +45,12 @@ STYLE = {
     help="Assume arn:aws:iam::<account>:role/NAME in every account instead of pipeline.yaml's "
     "role (a read-only role for dashboards), from the same base credentials.",
 )
-@click.option("--strict", is_flag=True, help="Exit 4 when any cell shows drift or an account is unreachable.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 4 when any cell shows drift, an account is unreachable, or a promotion history holds "
+    "suspect or unreadable records.",
+)
 @pipeline_option
 @handles_errors
 def status(
@@ -57,27 +62,28 @@ def status(
     another digest than upstream: must never happen), MISSING, or UNREACHABLE with the
     reason. Only read calls are made; unreadable accounts do not stop the others."""
     context = _context(pipeline_file, read_role)
-    report = read_status(context, with_history=html_file is not None)
+    report = read_status(context, with_history=True)
     matrix = report.matrix
     if html_file is not None:
-        history = report.history
         page = render_html(
-            matrix,
-            history.records if history else [],
-            history.unreadable if history else {},
-            title=f"cloudops status: {context.pipeline.path or 'pipeline'}",
+            matrix, history=report.history, title=f"cloudops status: {context.pipeline.path or 'pipeline'}"
         )
         try:
             html_file.write_text(page, encoding="utf-8")
         except OSError as exc:
             raise InputError(f"cannot write {html_file}: {exc.strerror}") from None
     if as_json:
-        emit_json(matrix.as_dict())
+        document = matrix.as_dict()
+        document["history"] = report.history_dict()
+        emit_json(document)
     else:
         print_matrix(matrix)
+        if report.history is not None:
+            print_history_findings(report.history)
     if html_file is not None:
-        stderr.print(f"wrote {escape(str(html_file))}")
-    if strict and (matrix.has_drift or any(not a.reachable for a in matrix.accounts.values())):
+        stderr.print(f"wrote {safe_text(html_file)}")
+    out_of_line = matrix.has_drift or any(not a.reachable for a in matrix.accounts.values())
+    if strict and (out_of_line or report.has_history_findings):
         sys.exit(exit_codes.FINDINGS)
 
 
@@ -98,9 +104,9 @@ def print_matrix(matrix: StatusMatrix) -> None:
     table = Table(title="what is where", show_lines=True)
     table.add_column("repository")
     for stage in matrix.stages:
-        table.add_column(f"{stage}\n[dim]{matrix.accounts[stage].account_id}[/]")
+        table.add_column(f"{safe_text(stage)}\n[dim]{safe_text(matrix.accounts[stage].account_id)}[/]")
     for row in matrix.rows:
-        table.add_row(escape(row.name), *(_cell_text(c, matrix) for c in row.cells))
+        table.add_row(safe_text(row.name), *(_cell_text(c, matrix) for c in row.cells))
     stderr.print(table)
     counts = matrix.counts()
     stderr.print(
@@ -109,7 +115,31 @@ def print_matrix(matrix: StatusMatrix) -> None:
     for stage in matrix.stages:
         account = matrix.accounts[stage]
         if account.error:
-            stderr.print(f"[magenta]{escape(stage)} unreachable:[/] {escape(account.error)}")
+            stderr.print(f"[magenta]{safe_text(stage)} unreachable:[/] {safe_text(account.error)}")
+
+
+def print_history_findings(found: HistoryRead) -> None:
+    """One line per account whose promotion history holds something out of line; the
+    details are in `cloudops history --account A`."""
+    accounts = {r.account for r in found.suspect} | {u.account for u in found.unreadable_records}
+    accounts |= {name for name, d in found.dropped.items() if d.future}
+    for account in sorted(accounts):
+        parts = []
+        suspect = found.suspect_of(account)
+        claims = sum(CLAIMS_ANOTHER_ACCOUNT in r.findings for r in suspect)
+        if claims:
+            parts.append(f"{claims} records claim another account")
+        future = sum(DATED_IN_THE_FUTURE in r.findings for r in suspect)
+        future += found.dropped[account].future if account in found.dropped else 0
+        if future:
+            parts.append(f"{future} records dated in the future")
+        unreadable = found.unreadable_of(account)
+        if unreadable:
+            parts.append(f"{len(unreadable)} unreadable records")
+        stderr.print(
+            f"[bold red]{safe_text(account)} history:[/] {', '.join(parts)} "
+            f"(see `cloudops history --account {safe_text(account)}`)"
+        )
 
 
 def _cell_text(cell: Cell, matrix: StatusMatrix) -> str:
@@ -118,18 +148,20 @@ def _cell_text(cell: Cell, matrix: StatusMatrix) -> str:
         return lines[0] + "\n[dim](account: see below)[/]"
     for artifact in cell.newest:
         current = " [blue](current)[/]" if artifact.current else ""
-        lines.append(f"{escape(artifact.tag)} [dim]{artifact.short_digest}[/]{current}")
+        lines.append(f"{safe_text(artifact.tag)} [dim]{safe_text(artifact.short_digest)}[/]{current}")
     if cell.count > len(cell.newest):
         lines.append(f"[dim]{cell.count} tags[/]")
     for drift in cell.drift[:3]:
         lines.append(
-            f"[red]{escape(drift.tag)}: {drift.digest.removeprefix('sha256:')[:12]} here, "
-            f"{drift.upstream_digest.removeprefix('sha256:')[:12]} in {escape(drift.upstream_stage)}[/]"
+            f"[red]{safe_text(drift.tag)}: {safe_text(short_digest(drift.digest))} here, "
+            f"{safe_text(short_digest(drift.upstream_digest))} in {safe_text(drift.upstream_stage)}[/]"
         )
     if cell.pending:
         shown = ", ".join(cell.pending[:3]) + (" ..." if len(cell.pending) > 3 else "")
         waiting = "waiting" if cell.mark == "missing" else "newer"
-        lines.append(f"[yellow]{len(cell.pending)} {waiting} in {cell.compared_with}: {escape(shown)}[/]")
+        lines.append(
+            f"[yellow]{len(cell.pending)} {waiting} in {safe_text(cell.compared_with)}: {safe_text(shown)}[/]"
+        )
     if cell.reason:
-        lines.append(f"[dim]{escape(cell.reason)}[/]")
+        lines.append(f"[dim]{safe_text(cell.reason)}[/]")
     return "\n".join(lines)
