@@ -110,7 +110,7 @@ def test_promoting_into_a_bucket_of_another_account_is_refused_and_writes_nothin
     assert_clean_failure(initialized, 3, FOREIGN, QA_ID)
 
     history = cloudops("history", "--account", "qa", "--json", "--pipeline", str(path))
-    assert "Traceback" not in history.stderr
+    assert_clean_failure(history, 3, "refused to read the promotion history of qa")
     unreadable = json.loads(history.stdout)["unreadable"]
     assert FOREIGN in unreadable["qa"] and "not owned by" in unreadable["qa"]
 

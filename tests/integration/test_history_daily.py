@@ -14,7 +14,7 @@ import pytest
 
 from cloudops.aws.s3 import DAILY_PREFIX, HISTORY_PREFIX, AccountBucket
 from cloudops.aws.sessions import AwsError
-from cloudops.pipeline import history
+from cloudops.pipeline import history, history_daily
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.history import PromotionRecord, UnreadableRecord
 from tests.support.run import cloudops
@@ -82,7 +82,7 @@ def _promote(context: PipelineContext, tag: str) -> PromotionRecord:
 def _dailies(context: PipelineContext) -> dict[str, bytes]:
     bucket = _bucket(context)
     return {
-        s.key: bucket.read_record(s.key, history.MAX_DAILY_BYTES)
+        s.key: bucket.read_record(s.key, history_daily.MAX_DAILY_BYTES)
         for s in bucket.list_records(prefix=DAILY_PREFIX)
     }
 
@@ -162,11 +162,11 @@ def test_compaction_is_bounded_and_works_off_a_backlog(ctx: PipelineContext) -> 
             _write(ctx, _record(ctx, day + timedelta(seconds=n), 10 * number + n))
     bucket = _bucket(ctx)
     # Oldest first, whole days: 3 records, and a second day would make 6 > 5.
-    assert history.compact(bucket, budget=5) == [_day(days[0])]
+    assert history_daily.compact(bucket, budget=5) == [_day(days[0])]
     assert set(_dailies(ctx)) == {_day(days[0])}
-    assert history.compact(bucket, budget=6) == [_day(days[1]), _day(days[2])]
-    assert history.compact(bucket, budget=6) == [_day(days[3])]
-    assert history.compact(bucket, budget=6) == []
+    assert history_daily.compact(bucket, budget=6) == [_day(days[1]), _day(days[2])]
+    assert history_daily.compact(bucket, budget=6) == [_day(days[3])]
+    assert history_daily.compact(bucket, budget=6) == []
 
 
 def test_a_failing_compaction_never_fails_the_promotion(
@@ -265,7 +265,7 @@ def test_forged_daily_lines_never_become_records(past: tuple[PipelineContext, da
         json.dumps({"key": keys[3]}).encode(),  # 7: no body
         _line(f"{HISTORY_PREFIX}evil.json", real),  # 8: not a record key
         _line(keys[0], real),  # 9: the same record twice
-        b'{"key": "' + b"k" * (history.MAX_LINE_BYTES + 10) + b'"}',  # 10: longer than a line may be
+        b'{"key": "' + b"k" * (history_daily.MAX_LINE_BYTES + 10) + b'"}',  # 10: longer than a line may be
     ]
     daily = _plant(ctx, _day(first), b"\n".join(lines) + b"\n")
 
@@ -288,7 +288,7 @@ def test_forged_daily_lines_never_become_records(past: tuple[PipelineContext, da
         (7, 'a line that is not {"key": ..., "body": ...}'),
         (8, "a line whose key is not a promotion record key"),
         (9, "a second line for the same record"),
-        (10, f"a line longer than the {history.MAX_LINE_BYTES}-byte bound"),
+        (10, f"a line longer than the {history_daily.MAX_LINE_BYTES}-byte bound"),
     }
     assert [u for u in found["unreadable"] if u["key"] != daily] == plain["unreadable"] == []
 
@@ -306,7 +306,7 @@ def test_an_oversized_daily_object_is_ignored_with_a_finding(
     plain, _ = _read(ctx, daily=False)
     bound = sizes[_day(first)] - 1  # the first day's object is over it, the second's is not
     assert sizes[_day(second)] <= bound
-    monkeypatch.setattr(history, "MAX_DAILY_BYTES", bound)
+    monkeypatch.setattr(history_daily, "MAX_DAILY_BYTES", bound)
     found, gets = _read(ctx, daily=True)
     assert found["records"] == plain["records"]
     assert _day(first) not in gets.keys and _day(second) in gets.keys  # refused by its listed size, unread
@@ -325,8 +325,8 @@ def test_daily_lines_are_parsed_as_they_stream_with_bounds() -> None:
     def chunks(*parts: bytes) -> Iterator[bytes]:
         yield from parts
 
-    lines = history._lines(chunks(b"ab\ncd", b"e\n", b"x" * 10, b"y\nlast"), max_total=100, max_line=5)
+    lines = history_daily._lines(chunks(b"ab\ncd", b"e\n", b"x" * 10, b"y\nlast"), max_total=100, max_line=5)
     assert list(lines) == [b"ab", b"cde", None, b"last"]
-    with pytest.raises(history._TooLarge):
-        list(history._lines(chunks(b"a\n" * 10, b"b\n" * 10), max_total=30, max_line=5))
+    with pytest.raises(history_daily._TooLarge):
+        list(history_daily._lines(chunks(b"a\n" * 10, b"b\n" * 10), max_total=30, max_line=5))
     assert UnreadableRecord("qa", "k", "why", 3, 7).as_dict()["line"] == 7

@@ -75,8 +75,11 @@ def history(
                 **found.extras(),
             }
         )
-        return
-    show_history(found)
+    else:
+        show_history(found)
+    refusal = found.refusal()
+    if refusal is not None:
+        raise refusal
 
 
 def print_history(
