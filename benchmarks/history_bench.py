@@ -4,7 +4,7 @@
 Starts the sandbox (moto), writes the records into qa's bucket as cloudops writes them
 (one object per record under cloudops/history/YYYY/MM/<id>.json, spread over the last
 year), then compacts every past day once, with the function the append path calls after
-each record (history.compact; there in steps of COMPACT_BUDGET records, here the whole
+each record (history_daily.compact; there in steps of COMPACT_BUDGET records, here the whole
 backlog at once: one daily object per day under cloudops/history-daily/), and times:
 
 * `cloudops history --account qa --json` as users run it (a new process: start-up,
@@ -44,11 +44,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from measure import BenchError, Spawner, mib, print_table  # noqa: E402  (benchmarks/measure.py)
 
-from cloudops.aws.s3 import DAILY_PREFIX, AccountBucket  # noqa: E402
+from cloudops.aws.s3 import AccountBucket  # noqa: E402
 from cloudops.pipeline.context import PipelineContext  # noqa: E402
-from cloudops.pipeline.history import READ_WORKERS, PromotionRecord, compact, read_account  # noqa: E402
+from cloudops.pipeline.history import read_account  # noqa: E402
+from cloudops.pipeline.history_daily import READ_WORKERS, compact  # noqa: E402
 from cloudops.pipeline.init import init_account  # noqa: E402
 from cloudops.pipeline.model import load_pipeline  # noqa: E402
+from cloudops.pipeline.records import DAILY_PREFIX, HISTORY_PREFIX, PromotionRecord  # noqa: E402
 from cloudops.sandbox import world  # noqa: E402
 
 ACCOUNT = "qa"
@@ -78,7 +80,7 @@ def seed(context: PipelineContext, count: int, concurrency: int) -> None:
             seconds=12.5,
             result="promoted" if n % 10 else "already-promoted",
         )
-        bucket.append_record(record.key, record.model_dump(mode="json"))
+        bucket.append_record(HISTORY_PREFIX + record.key, record.model_dump(mode="json"))
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(write, range(count)))

@@ -25,12 +25,14 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import botocore.exceptions
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from cloudops.aws.guard import require_account
 from cloudops.aws.s3 import AccountBucket
+from cloudops.aws.s3_json import read_json_object
 from cloudops.aws.s3_lock import KeyLock
 from cloudops.aws.s3_stream import (
     ChecksumMismatchError,
@@ -43,6 +45,7 @@ from cloudops.aws.sessions import AccountSession, aws_error
 from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
+from cloudops.pipeline.records import PromotionRecord, RecordResult
 from cloudops.pipeline.stages import Route, promotion_route
 
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
@@ -161,6 +164,7 @@ def _check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
             hint="rebuild the deployment package with the Elastic Path build",
         )
     declared = 0
+    seen: set[str] = set()
     for info in members:
         name = info.filename
         parts = re.split(r"[/\\]", name)
@@ -172,6 +176,14 @@ def _check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
             raise _refuse_member(path, name, "has control characters in its name")
         if stat.S_ISLNK(info.external_attr >> 16):
             raise _refuse_member(path, name, "is a symbolic link (a package holds files and folders only)")
+        # Two members that unpack to one file (the same name, in another case or with "\\"
+        # for "/"): which one is unpacked would depend on the unzip tool and the disk.
+        unpacked = "/".join(p for p in name.casefold().replace("\\", "/").split("/") if p not in ("", "."))
+        if unpacked in seen:
+            raise _refuse_member(
+                path, name, "has the same name as another member (which one is unpacked is not defined)"
+            )
+        seen.add(unpacked)
         if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
             raise _refuse_member(
                 path,
@@ -217,6 +229,25 @@ def _read_members(path: Path, archive: zipfile.ZipFile) -> str | None:
     return None
 
 
+class InvalidPointerError(InputError):
+    """An account's current.json that is too large, not JSON or not a pointer (hostile
+    input: whoever may write the bucket may write it)."""
+
+
+class CurrentPointer(BaseModel):
+    """current.json as :meth:`PackageStore.move_current` writes it; read back bounded."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    sha256: Annotated[str, StringConstraints(pattern=r"^(?:sha256:)?[0-9a-f]{64}$")]
+    key: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    size: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class PackageStore:
     """One account's packages in its own bucket."""
 
@@ -252,17 +283,25 @@ class PackageStore:
         return StoredPackage(version, key, int(head["ContentLength"]), sha)
 
     def current(self) -> dict[str, str] | None:
+        """The current pointer (``version``, ``sha256``, ...), or None when there is none.
+        Read bounded and validated (aws/s3_json.py): a pointer that is too large, not
+        JSON or not a valid pointer raises InvalidPointerError, never a crash."""
+        where = f"s3://{self.bucket.name}/{self.pointer_key}"
         try:
-            body = self.client.get_object(Bucket=self.bucket.name, Key=self.pointer_key)["Body"].read()
+            found = read_json_object(self.client, self.bucket.name, self.pointer_key, CurrentPointer)
         except botocore.exceptions.ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NoSuchBucket"):
                 return None
-            raise aws_error(exc, f"reading s3://{self.bucket.name}/{self.pointer_key}") from None
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return None
-        return {str(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else None
+            raise aws_error(exc, f"reading {where}") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise aws_error(exc, f"reading {where}") from None
+        if found.value is None:
+            raise InvalidPointerError(
+                f"{where} is not a valid package pointer: {found.problem}",
+                hint="move it again: `cloudops promote package --version V` "
+                "(`cloudops package publish` in the build account)",
+            )
+        return found.value.as_dict()
 
     def versions(self) -> list[StoredPackage]:
         found: list[StoredPackage] = []
@@ -405,11 +444,20 @@ def publish_package(
             _verify_or_delete(store, key, package.sha256, package.size)
         result.bytes_uploaded = package.size
     stored = StoredPackage(version, store.version_key(version), package.size, package.sha256)
-    if (store.current() or {}).get("version") != version:
+    if (_current_or_none(store) or {}).get("version") != version:
         store.move_current(stored)
         result.pointer_moved = True
     result.seconds = time.monotonic() - started
     return result
+
+
+def _current_or_none(store: PackageStore) -> dict[str, str] | None:
+    """The pointer where it is about to be moved anyway: an invalid one counts as none
+    (it is replaced by a valid one)."""
+    try:
+        return store.current()
+    except InvalidPointerError:
+        return None
 
 
 def _verify_or_delete(store: PackageStore, key: str, sha256: str, size: int) -> None:
@@ -447,7 +495,13 @@ def promote_package(
     origin = store_for(context, route.source)
     require_account(origin.session, purpose=f"read the package from {route.source!r}")
     if version is None:
-        pointer = origin.current()
+        try:
+            pointer = origin.current()
+        except InvalidPointerError as error:
+            raise InputError(
+                f"account {route.source!r} has no valid current deployment package: {error.message}",
+                hint="pass --version V, or re-publish the package in the source account",
+            ) from None
         if pointer is None or "version" not in pointer:
             raise InputError(
                 f"account {route.source!r} has no current deployment package",
@@ -492,7 +546,7 @@ def _promote_package(
         )
     result.sha256, result.size = source.sha256, source.size
     present = destination.stored(version)
-    pointer = destination.current() or {}
+    pointer = _current_or_none(destination) or {}  # an invalid pointer is moved over
     if present is not None and present.sha256 != source.sha256:
         raise RefusedError(
             f"package version {version} in {route.destination!r} has other content than in {route.source!r}",
@@ -550,14 +604,14 @@ def _record(context: PipelineContext, result: PackageResult, arn: str) -> None:
     if result.status == "planned" or result.source_account is None:
         return
     pipeline = context.pipeline
-    status: history.RecordResult = {
+    status: RecordResult = {
         "promoted": "promoted",
         "already-promoted": "already-promoted",
         "refused": "refused",
     }.get(result.status, "failed")  # type: ignore[assignment]
     history.append(
         context,
-        history.PromotionRecord.new(
+        PromotionRecord.new(
             kind="package",
             who=history.who_am_i(arn),
             source_account=result.source_account,

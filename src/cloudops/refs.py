@@ -188,9 +188,12 @@ def parse_reference(text: str, *, default_tag: str | None = "latest") -> Referen
 
 # --- ECR hosts -------------------------------------------------------------------------
 
+# IPv4 (dkr.ecr, amazonaws.com[.cn]) and dual-stack (dkr-ecr, on.aws) endpoints:
+# https://docs.aws.amazon.com/AmazonECR/latest/userguide/ecr-requests.html
 _ECR_HOST_RE = re.compile(
-    r"^(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9])"
-    r"\.amazonaws\.com(?:\.cn)?$"
+    r"^(?P<account>[0-9]{12})\.(?:dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9])"
+    r"\.amazonaws\.com(?:\.cn)?"
+    r"|dkr-ecr(?:-fips)?\.(?P<dual_region>[a-z]{2}(?:-[a-z]+)+-[0-9])\.on\.aws)$"
 )
 _ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 _REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]$")
@@ -217,11 +220,15 @@ def ecr_host(account_id: str, region: str) -> str:
 
 
 def parse_ecr_host(host: str) -> EcrRegistry | None:
-    """The account and region of an ECR host, or None when ``host`` is not an ECR host."""
-    match = _ECR_HOST_RE.fullmatch(host.lower())
+    """The account and region of an ECR host (a port, which ECR never needs, is ignored:
+    host:8443 is still that account's ECR), or None when ``host`` is not an ECR host."""
+    name, _, port = host.lower().rstrip(".").partition(":")
+    if port and not port.isdigit():
+        return None
+    match = _ECR_HOST_RE.fullmatch(name.rstrip("."))
     if not match:
         return None
-    return EcrRegistry(match["account"], match["region"])
+    return EcrRegistry(match["account"], match["region"] or match["dual_region"])
 
 
 # --- S3 URIs ---------------------------------------------------------------------------

@@ -27,8 +27,9 @@ from cloudops.package import PackageResult, promote_package
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.promote import ImagePromotion, ImageSpec, promote_images
+from cloudops.pipeline.records import PromotionRecord
 from cloudops.pipeline.stages import promotion_route
-from cloudops.pipeline.yamlload import YamlBoundsError, compose_and_load, read_bounded
+from cloudops.pipeline.yamlload import YamlBoundsError, YamlValueError, compose_and_load, read_bounded
 from cloudops.refs import ReferenceError, validate_digest, validate_repository, validate_tag
 
 
@@ -62,6 +63,8 @@ def load_release(path: Path) -> Release:
         raise InputError(
             f"{path}: refused: {exc}", hint="a release file lists a few images and a version"
         ) from None
+    except YamlValueError as exc:
+        raise InputError(f"{path}: {exc}", hint="quote it if it is meant as text") from None
     except RecursionError:
         raise InputError(f"{path}: nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
@@ -147,7 +150,7 @@ def promote_release(
         )
         history.append(
             context,
-            history.PromotionRecord.new(
+            PromotionRecord.new(
                 kind="release",
                 who=history.who_am_i(arn),
                 source_account=route.source,

@@ -21,13 +21,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cloudops.registry import (
+    AuthenticationError,
     Credentials,
     CredentialTargetRefused,
     RegistryPool,
     StaticKeychain,
     TransportSettings,
 )
-from cloudops.sandbox.processes import ServerProcess, free_port, start_registry
+from cloudops.sandbox.processes import ServerProcess, start_registry
 from tests.conftest import Registry
 from tests.support.certs import self_signed
 from tests.support.faults import FaultProxy, Rule, fault_proxy
@@ -62,6 +63,11 @@ class Catcher:
         return self.url.split("://", 1)[1]
 
 
+# An HTTPS realm on another host: allowed for the registry's own challenge, never for a
+# challenge from where the registry redirected a read.
+CHALLENGE_REALM = "https://127.0.0.2:9/token"
+
+
 @pytest.fixture
 def catcher() -> Iterator[Catcher]:
     state = Catcher()
@@ -78,6 +84,12 @@ def catcher() -> Iterator[Catcher]:
             body = self.rfile.read(length) if length else b""
             with lock:
                 state.requests.append(Caught(self.command, self.path, dict(self.headers.items()), len(body)))
+            if "/challenge/" in self.path:  # a redirect target that asks for credentials
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", f'Bearer realm="{CHALLENGE_REALM}",service=evil')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             # A HEAD is answered like a blob store would (the redirect test); the rest 400.
             self.send_response(200 if self.command == "HEAD" else 400)
             self.send_header("Content-Length", str(BLOB_SIZE if self.command == "HEAD" else 0))
@@ -239,15 +251,14 @@ def downgrading_registry(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]
     import bcrypt
 
     cert, key = _certificate(tmp_path)
-    port = free_port()
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text(f"{DST[0]}:{bcrypt.hashpw(DST[1].encode(), bcrypt.gensalt(rounds=4)).decode()}\n")
     process = start_registry(
         tmp_path / "tls-registry",
-        port=port,
         tls=(cert, key),
-        # Appended after the http section's tls block: back at the http level first.
-        auth_section=[
+        # Appended after the http section's tls block: back at the http level first. A
+        # function of the port the registry is started on (a retry may pick another).
+        auth_section=lambda port: [
             f"  host: http://127.0.0.1:{port}",
             "auth:",
             f"  htpasswd: {{realm: cloudops-test, path: {htpasswd}}}",
@@ -272,6 +283,7 @@ def test_a_location_that_downgrades_the_registry_to_plain_http_is_refused(
         verify=ssl.create_default_context(cafile=str(cert)),
         auth=DST,
         headers={"Accept": "*/*"},
+        timeout=60,
     )
     assert answer.status_code == 404  # nothing was pushed
 
@@ -293,7 +305,7 @@ class _DirectBearer(httpx.Auth):
             return
         params = dict(re.findall(r'(\w+)="([^"]*)"', response.headers.get("www-authenticate", "")))
         query = {k: v for k, v in params.items() if k in ("service", "scope")}
-        token = httpx.get(self._token_url, params=query, auth=self._auth).json()["token"]
+        token = httpx.get(self._token_url, params=query, auth=self._auth, timeout=60).json()["token"]
         request.headers["Authorization"] = f"Bearer {token}"
         yield request
 
@@ -324,7 +336,7 @@ def https_realm(tmp_path: Path, image: TestImage) -> Iterator[HttpsRealm]:
 
             def do_GET(self) -> None:
                 headers = {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
-                answer = httpx.get(direct + self.path, headers=headers)
+                answer = httpx.get(direct + self.path, headers=headers, timeout=60)
                 self.send_response(answer.status_code)
                 self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))
                 self.send_header("Content-Length", str(len(answer.content)))
@@ -460,4 +472,26 @@ def test_a_blob_head_redirected_to_another_host_carries_no_credentials(
     size = _reader_run(src_proxy, lambda reader: reader.blob_size("ep/cortex", digest))
     assert size == BLOB_SIZE
     assert [(r.method, r.path) for r in catcher.requests] == [("HEAD", "/s3/blob?X-Amz-Signature=presigned")]
+    assert "authorization" not in {k.lower() for k in catcher.requests[0].headers}
+
+
+def test_a_challenge_from_a_redirect_target_is_not_answered(
+    src_proxy: FaultProxy, catcher: Catcher, image: TestImage
+) -> None:
+    """The registry redirects a blob read to another host, which answers 401 with an HTTPS
+    realm of its choosing: answering would send the registry's credentials to that realm."""
+    digest = image.blobs[0].digest
+    src_proxy.add(
+        Rule(
+            "body",
+            path=f"/blobs/{digest}$",
+            method="HEAD",
+            status=307,
+            times=-1,
+            headers={"Location": f"{catcher.url}/challenge/blob"},
+        )
+    )
+    with pytest.raises(AuthenticationError, match="asked for credentials: refused"):
+        _reader_run(src_proxy, lambda reader: reader.blob_size("ep/cortex", digest))
+    assert [(r.method, r.path) for r in catcher.requests] == [("HEAD", "/challenge/blob")]
     assert "authorization" not in {k.lower() for k in catcher.requests[0].headers}

@@ -12,11 +12,17 @@ from typing import Any
 
 import pytest
 
-from cloudops.aws.s3 import DAILY_PREFIX, HISTORY_PREFIX, AccountBucket
+from cloudops.aws.s3 import AccountBucket
 from cloudops.aws.sessions import AwsError
 from cloudops.pipeline import history, history_daily
 from cloudops.pipeline.context import PipelineContext
-from cloudops.pipeline.history import PromotionRecord, UnreadableRecord
+from cloudops.pipeline.records import (
+    DAILY_PREFIX,
+    HISTORY_PREFIX,
+    MAX_RECORD_BYTES,
+    PromotionRecord,
+    UnreadableRecord,
+)
 from tests.support.run import cloudops
 
 DIGEST = "sha256:" + "cd" * 32
@@ -51,7 +57,7 @@ def _record(
 
 def _write(context: PipelineContext, record: PromotionRecord, account: str = ACCOUNT) -> str:
     """A record written as cloudops writes it (no compaction: that is append()'s)."""
-    _bucket(context, account).append_record(record.key, record.model_dump(mode="json"))
+    _bucket(context, account).append_record(HISTORY_PREFIX + record.key, record.model_dump(mode="json"))
     return HISTORY_PREFIX + record.key
 
 
@@ -139,11 +145,13 @@ def test_appending_compacts_past_days_and_never_today(
     lines = [json.loads(line) for line in dailies[_day(first)].splitlines()]
     bucket = _bucket(ctx)
     first_keys = sorted(
-        s.key for s in bucket.list_records() if s.key.startswith(f"{HISTORY_PREFIX}{first:%Y/%m/%Y%m%d}")
+        s.key
+        for s in bucket.list_records(prefix=HISTORY_PREFIX)
+        if s.key.startswith(f"{HISTORY_PREFIX}{first:%Y/%m/%Y%m%d}")
     )
     assert [line["key"] for line in lines] == first_keys and len(first_keys) == 6
     for line in lines:  # each line is the record object, byte for byte
-        assert line["body"].encode() == bucket.read_record(line["key"], history.MAX_RECORD_BYTES)
+        assert line["body"].encode() == bucket.read_record(line["key"], MAX_RECORD_BYTES)
 
     # Daily objects are written once: a later append neither rewrites them nor compacts today.
     versions = bucket.client.list_object_versions(Bucket=bucket.name, Prefix=DAILY_PREFIX)["Versions"]
@@ -180,7 +188,7 @@ def test_a_failing_compaction_never_fails_the_promotion(
     monkeypatch.setattr(AccountBucket, "put_daily", denied)
     record = _promote(ctx, "9.1.0")  # does not raise
     assert _dailies(ctx) == {}
-    assert HISTORY_PREFIX + record.key in {s.key for s in _bucket(ctx).list_records()}
+    assert HISTORY_PREFIX + record.key in {s.key for s in _bucket(ctx).list_records(prefix=HISTORY_PREFIX)}
     monkeypatch.undo()
     _promote(ctx, "9.1.1")  # the next append retries
     assert len(_dailies(ctx)) == 2
@@ -199,7 +207,7 @@ def test_daily_objects_give_exactly_the_records_read_one_by_one(
     )
     _plant(ctx, HISTORY_PREFIX + _record(ctx, second + timedelta(minutes=7), 92).key, b"{not json")
     big = _record(ctx, second + timedelta(minutes=8), 93, error="x" * 4000).key
-    _plant(ctx, HISTORY_PREFIX + big, b" " * (history.MAX_RECORD_BYTES + 1))
+    _plant(ctx, HISTORY_PREFIX + big, b" " * (MAX_RECORD_BYTES + 1))
     without, _ = _read(ctx, daily=False)
     today = _promote(ctx, "9.2.0")  # compacts both past days
     assert set(_dailies(ctx)) == {_day(first), _day(second)}
@@ -246,13 +254,15 @@ def test_forged_daily_lines_never_become_records(past: tuple[PipelineContext, da
     ctx, first, _ = past
     bucket = _bucket(ctx)
     keys = sorted(
-        s.key for s in bucket.list_records() if s.key.startswith(f"{HISTORY_PREFIX}{first:%Y/%m/%Y%m%d}")
+        s.key
+        for s in bucket.list_records(prefix=HISTORY_PREFIX)
+        if s.key.startswith(f"{HISTORY_PREFIX}{first:%Y/%m/%Y%m%d}")
     )
-    other_day = sorted(s.key for s in bucket.list_records() if s.key not in keys)[0]
-    real = bucket.read_record(keys[0], history.MAX_RECORD_BYTES)
+    other_day = sorted(s.key for s in bucket.list_records(prefix=HISTORY_PREFIX) if s.key not in keys)[0]
+    real = bucket.read_record(keys[0], MAX_RECORD_BYTES)
     invented = _record(ctx, first + timedelta(minutes=30), 66, tag="6.6.6-invented")
-    altered = json.loads(bucket.read_record(keys[1], history.MAX_RECORD_BYTES)) | {"tag": "6.6.6-altered"}
-    invalid = json.loads(bucket.read_record(keys[2], history.MAX_RECORD_BYTES)) | {"bytes": 10**400}
+    altered = json.loads(bucket.read_record(keys[1], MAX_RECORD_BYTES)) | {"tag": "6.6.6-altered"}
+    invalid = json.loads(bucket.read_record(keys[2], MAX_RECORD_BYTES)) | {"bytes": 10**400}
     lines = [
         _line(keys[0], real),  # 1: a true copy: used
         _line(
@@ -260,7 +270,7 @@ def test_forged_daily_lines_never_become_records(past: tuple[PipelineContext, da
         ),  # 2: no such object
         _line(keys[1], json.dumps(altered)),  # 3: not the object under that key
         _line(keys[2], json.dumps(invalid)),  # 4: an invalid record, not the object either
-        _line(other_day, bucket.read_record(other_day, history.MAX_RECORD_BYTES)),  # 5: another day's key
+        _line(other_day, bucket.read_record(other_day, MAX_RECORD_BYTES)),  # 5: another day's key
         b"{not json",  # 6
         json.dumps({"key": keys[3]}).encode(),  # 7: no body
         _line(f"{HISTORY_PREFIX}evil.json", real),  # 8: not a record key

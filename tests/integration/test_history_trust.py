@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cloudops.aws.s3 import HISTORY_PREFIX, AccountBucket
+from cloudops.aws.s3 import AccountBucket
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
-from cloudops.pipeline.history import MAX_RECORD_BYTES, PromotionRecord
+from cloudops.pipeline.records import HISTORY_PREFIX, MAX_RECORD_BYTES, PromotionRecord
 from tests.support.run import cloudops
 
 DIGEST = "sha256:" + "ab" * 32
@@ -211,7 +211,9 @@ def test_an_object_that_grew_past_the_bound_is_never_read_whole(ctx: PipelineCon
     bucket = _bucket(ctx, "qa")
     key = _plant(ctx, "qa", f"{HISTORY_PREFIX}2024/05/big.json", b"x" * (3 * MAX_RECORD_BYTES))
     assert len(bucket.read_record(key, MAX_RECORD_BYTES)) == MAX_RECORD_BYTES + 1
-    assert [(s.key, s.size) for s in bucket.list_records()] == [(key, 3 * MAX_RECORD_BYTES)]
+    assert [(s.key, s.size) for s in bucket.list_records(prefix=HISTORY_PREFIX)] == [
+        (key, 3 * MAX_RECORD_BYTES)
+    ]
 
 
 def test_a_flood_of_future_dated_records_cannot_hide_the_real_ones(
@@ -288,3 +290,26 @@ def test_record_fields_cannot_drive_the_terminal(ctx: PipelineContext, tmp_path:
     text = page.read_text()
     assert not set(text) & {"\x1b", "\x07", "\r", "\u202e"}
     assert "[link=http://evil]x[/link]" in text and "\\x1b]8;;http://evil" in text
+
+
+def test_a_flood_of_junk_keys_is_listed_up_to_a_cap_and_counted(
+    ctx: PipelineContext, monkeypatch: Any
+) -> None:
+    """Unreadable objects are listed up to MAX_UNREADABLE_LISTED per account (record keys
+    first, so junk keys cannot push an invalid record out), the rest counted as dropped."""
+    monkeypatch.setattr(history, "MAX_UNREADABLE_LISTED", 10)
+    real = _real(ctx, "qa", "8.5.0")
+    invalid = _record(ctx, "qa", suffix="0000000000ff") | {"bytes": -1}
+    invalid_key = _plant(ctx, "qa", _key(invalid), invalid)
+    junk = [f"{HISTORY_PREFIX}junk-{n:03d}" for n in range(30)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda k: _plant(ctx, "qa", k, b"junk"), junk))
+
+    found = history.read_history(ctx, ["qa"])
+    assert [r.record.id for r in found.records] == [real.id]
+    listed = [u.key for u in found.unreadable_records]
+    assert listed == [invalid_key, *junk[:9]]
+    assert found.dropped["qa"].unreadable == 21 and found.has_findings
+    assert found.extras()["dropped"] == {
+        "qa": {"older_than_limit": 0, "dated_in_the_future": 0, "unreadable_not_listed": 21}
+    }

@@ -58,6 +58,10 @@ def test_a_version_with_a_newline_is_invalid(version: str) -> None:
     ],
 )
 def test_refs_refuse_a_trailing_newline(validate: object, good: str) -> None:
+    """A guard against regressions, not the test of a fix: refs.py already matched these
+    whole (it passed before the fullmatch change too). Kept because tests/unit/test_refs.py
+    checks only tags and references for a trailing newline, not repositories, digests or
+    buckets."""
     assert callable(validate)
     assert validate(good) == good
     with pytest.raises(ReferenceError):

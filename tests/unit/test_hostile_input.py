@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,69 @@ def test_an_oversized_pipeline_file_is_refused_unread(tmp_path: Path) -> None:
     big.write_text("# padding\n" * 200_000)
     with pytest.raises(PipelineError, match="larger than"):
         load_pipeline(big)
+
+
+# --- YAML scalars: a value too long to construct, or one no constructor can make -----------
+
+_SCALARS = {
+    "5000-digit-int": "1" * 5000,  # past Python's int digit limit: a bare ValueError
+    "sexagesimal": ":".join(["59"] * 100_000),  # 300 KB, quadratic to construct
+    "long-string": "'" + "x" * 5000 + "'",  # any value past the bound, quoted or not
+    "bad-date": "2001-13-40",  # a timestamp the resolver takes, datetime refuses
+    "4000-digit-key": "{" + "9" * 4000 + ": 1}",  # under the bound, still under the digit limit
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_SCALARS))
+def test_hostile_scalars_are_input_errors_naming_the_file(tmp_path: Path, kind: str) -> None:
+    import time
+
+    from cloudops.errors import InputError
+    from cloudops.release import load_release
+
+    value = _SCALARS[kind]
+    started = time.monotonic()
+    if kind == "4000-digit-key":  # loads; the pipeline's own validation refuses it
+        with pytest.raises(PipelineError, match=r"^evil\.yaml"):
+            parse_pipeline(f"accounts: {value}\nstages: []\n", Path("evil.yaml"))
+    else:
+        with pytest.raises(PipelineError, match=r"^evil\.yaml(:\d+)?: .*(longer than 4096|cannot be read)"):
+            parse_pipeline(f"accounts:\n  qa: {{account_id: {value}}}\nstages: [qa]\n", Path("evil.yaml"))
+        release = tmp_path / "release.yaml"
+        release.write_text(f"release: {value}\npackage: {{version: '1'}}\n")
+        with pytest.raises(InputError, match=f"^{re.escape(str(release))}"):
+            load_release(release)
+    assert time.monotonic() - started < 2
+
+
+def test_cli_with_a_5000_digit_int_in_pipeline_yaml_exits_2(tmp_path: Path) -> None:
+    evil = tmp_path / "pipeline.yaml"
+    evil.write_text(f"accounts:\n  qa: {{account_id: {'1' * 5000}}}\nstages: [qa]\n")
+    result = cloudops("history", "--pipeline", str(evil))
+    assert_clean_failure(result, 2, str(evil))
+    assert "internal error" not in result.stderr
+
+
+# --- `history --since`: a span past what a date can hold ------------------------------------
+
+
+@pytest.mark.parametrize("since", ["99999999999d", "9999999w", "999999999999999999999999m", "1" * 5000 + "h"])
+def test_since_past_the_year_1_is_an_input_error(since: str) -> None:
+    from cloudops.errors import InputError
+    from cloudops.pipeline.history import parse_since
+
+    with pytest.raises(InputError, match="reaches back before the year 1"):
+        parse_since(since)
+
+
+def test_cli_history_since_overflow_exits_2(tmp_path: Path) -> None:
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(
+        "accounts:\n"
+        "  build: {account_id: '111111111111', region: us-west-2, builds_images: true}\n"
+        "  qa: {account_id: '222222222222', region: us-west-2}\n"
+        "stages: [build, qa]\n"
+    )
+    result = cloudops("history", "--pipeline", str(pipeline), "--since", "99999999999d")
+    assert_clean_failure(result, 2, "--since", "before the year 1")
+    assert "internal error" not in result.stderr

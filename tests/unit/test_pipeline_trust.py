@@ -117,3 +117,26 @@ def test_cli_refuses_shared_buckets_and_insecure_ecr_with_exit_2(tmp_path: Path)
         str(insecure),
         "real Amazon ECR host",
     )
+
+
+def test_one_registry_spelled_with_and_without_the_default_port_is_shared() -> None:
+    tail = 'endpoints: {registries: {qa: "reg.example.com", prod: "reg.example.com:443"}}\n'
+    assert "accounts 'qa' and 'prod' share registry" in refusal(pipeline(tail=tail))
+
+
+def test_a_dual_stack_ecr_host_of_another_account_is_refused() -> None:
+    tail = 'endpoints: {registries: {qa: "444444444444.dkr-ecr.us-west-2.on.aws"}}\n'
+    assert "is the ECR of account 444444444444 (us-west-2)" in refusal(pipeline(tail=tail))
+
+
+def test_insecure_registries_never_cover_a_dual_stack_ecr_host() -> None:
+    tail = (
+        'endpoints: {registries: {build: "127.0.0.1:5000", qa: "127.0.0.1:5001", '
+        'prod: "444444444444.dkr-ecr.us-west-2.on.aws"}, insecure_registries: true}\n'
+    )
+    assert "real Amazon ECR host" in refusal(pipeline(tail=tail))
+
+
+def test_an_ecr_host_of_another_account_with_a_port_is_refused() -> None:
+    tail = 'endpoints: {registries: {qa: "444444444444.dkr.ecr.us-west-2.amazonaws.com:8443"}}\n'
+    assert "is the ECR of account 444444444444" in refusal(pipeline(tail=tail))

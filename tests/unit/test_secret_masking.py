@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cloudops.cli.main import cli
-from cloudops.config import check_config, diff_accounts
+from cloudops.config import check_config, diff_accounts, secrets
 from cloudops.config.hosts import hosts_in
 from cloudops.config.secrets import embedded_secrets, is_secret_key, shown
 from cloudops.pipeline.model import load_pipeline
@@ -46,6 +46,74 @@ EMBEDDED = [
     ("-----BEGIN PRIVATE KEY-----\nMIIPemBody\n-----END PRIVATE KEY-----", "MIIPemBody", "****"),
 ]
 
+# Forms an independent review found shown in clear (value, exactly as shown, the secrets
+# found in it to compare between accounts). Hosts stay readable; no character of a
+# password is shown, not even the part after a ";" or "," inside it.
+FORMS = [
+    # the MySQL Go driver's DSN: user:PW@tcp(host)/db, user:PW@unix(/socket)/db
+    ("ep:Go-Dsn-Pw1@tcp(qa-db.internal:3306)/x", "ep:****@tcp(qa-db.internal:3306)/x", ["Go-Dsn-Pw1"]),
+    (
+        "ep:Go-Unix-Pw2@unix(/var/run/mysqld/mysqld.sock)/x?parseTime=true",
+        "ep:****@unix(/var/run/mysqld/mysqld.sock)/x?parseTime=true",
+        ["Go-Unix-Pw2"],
+    ),
+    ("ops@corp:Go-At-Pw3@tcp(qa-db.internal)/x", "ops@corp:****@tcp(qa-db.internal)/x", ["Go-At-Pw3"]),
+    ("ep:Go@Pw/4@tcp(qa-db.internal)/x", "ep:****@tcp(qa-db.internal)/x", ["Go@Pw/4"]),
+    # a user name holding "@": the user info runs to the last "@" before the host
+    (
+        "smtp://mailer@example.com:Smtp-Pw5@qa-smtp.internal:587",
+        "smtp://mailer@example.com:****@qa-smtp.internal:587",
+        ["Smtp-Pw5"],
+    ),
+    # ",", ";", "(", ")" and a space inside a URL's password
+    ("mysql://ep:Hun,ter-6@qa-db.internal/x", "mysql://ep:****@qa-db.internal/x", ["Hun,ter-6"]),
+    ("mysql://ep:Hun;ter-7@qa-db.internal/x", "mysql://ep:****@qa-db.internal/x", ["Hun;ter-7"]),
+    ("mysql://ep:Hun(ter)-8@qa-db.internal/x", "mysql://ep:****@qa-db.internal/x", ["Hun(ter)-8"]),
+    ("mysql://ep:Hun ter-9@qa-db.internal/x", "mysql://ep:****@qa-db.internal/x", ["Hun ter-9"]),
+    # MySQL Connector/J's address-equals form: (password=PW)
+    (
+        "jdbc:mysql://address=(host=qa-db.internal)(user=ep)(password=Paren-Pw10)/x",
+        "jdbc:mysql://address=(host=qa-db.internal)(user=ep)(password=****)/x",
+        ["Paren-Pw10"],
+    ),
+    # JDBC braced values: masked to the closing brace ("}}" is a brace inside)
+    (
+        "jdbc:sqlserver://qa-db.internal;password={Brace-Pw;22};encrypt=true",
+        "jdbc:sqlserver://qa-db.internal;password=****;encrypt=true",
+        ["{Brace-Pw;22}"],
+    ),
+    (
+        "jdbc:sqlserver://qa-db.internal;password={Brace}}Pw;12}",
+        "jdbc:sqlserver://qa-db.internal;password=****",
+        ["{Brace}}Pw;12}"],
+    ),
+    # parameter names follow the key rule: pw, db_pw, creds
+    (
+        "mysql://qa-db.internal/x?user=ep&pw=Short-Pw11",
+        "mysql://qa-db.internal/x?user=ep&pw=****",
+        ["Short-Pw11"],
+    ),
+    ("user=ep db_pw=Bare-Pw12 host=qa-db.internal", "user=ep db_pw=**** host=qa-db.internal", ["Bare-Pw12"]),
+    # Azure SQL: user=name@server is no user info; the port is no password
+    (
+        "jdbc:sqlserver://qa.database.windows.net:1433;database=x;user=ep@qa;password=Az@re-Pw13",
+        "jdbc:sqlserver://qa.database.windows.net:1433;database=x;user=ep@qa;password=****",
+        ["Az@re-Pw13"],
+    ),
+    # a URL that has its user info is not run into the next word of a list
+    (
+        "-Dx=http://u:Opt-Pw14@qa-a.internal -Dy=ops@example.com",
+        "-Dx=http://u:****@qa-a.internal -Dy=ops@example.com",
+        ["Opt-Pw14"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("value", "masked", "found"), FORMS)
+def test_review_forms_are_masked_and_found(value: str, masked: str, found: list[str]) -> None:
+    assert shown("EP_SOME_URL", value) == masked
+    assert embedded_secrets(value) == found
+
 
 @pytest.mark.parametrize(("value", "secret", "kept"), EMBEDDED)
 def test_a_secret_inside_any_value_is_masked_and_the_rest_kept(value: str, secret: str, kept: str) -> None:
@@ -63,6 +131,10 @@ def test_a_secret_inside_any_value_is_masked_and_the_rest_kept(value: str, secre
         "http://search-master.qa.internal:8082/search",
         "arn:aws:iam::222222222222:role/jms",
         "s3://ep-cloudops-111111111111/deployment-package/x.zip",
+        # an "@" in the query or the path is no user info, and a port no password
+        "http://qa-search.internal:8082/search?notify=ops@example.com",
+        "https://qa-npm.internal:4873/@scope/pkg",
+        "jdbc:sqlserver://qa.database.windows.net:1433;database=x;user=ep@qa;encrypt=true",
     ],
 )
 def test_values_without_secrets_are_shown_as_they_are(value: str) -> None:
@@ -82,16 +154,41 @@ def test_values_without_secrets_are_shown_as_they_are(value: str) -> None:
         "AUTHORIZATION",
         "AWS_CREDENTIALS",
         "EP_AUTH_HEADER",
+        "EP_DB_PW",
+        "SMTP_PW",
+        "smtp_pw",
+        "EP_SMTPPW",
+        "smtpPw",
+        "EP_PW_FILE",
+        "EP_CREDS",
+        "AWS_CREDS_JSON",
+        "DB_CRED",
     ],
 )
 def test_secret_keys_in_any_case(key: str) -> None:
     assert is_secret_key(key)
-    assert shown(key, "a-long-secret-value") == "a-****"
+    # No character of a secret is shown, however long: only that it is there.
+    assert shown(key, "a-long-secret-value") == "****"
+    assert shown(key, "x") == "****" and shown(key, "") == ""
+
+
+def test_the_first_versions_alias_is_gone() -> None:
+    # url_passwords() was kept "for callers of the first version": there are none.
+    assert not hasattr(secrets, "url_passwords")
 
 
 def test_author_is_not_auth() -> None:
     # Elastic Path's authoring environment: EP_AUTHOR_* are ordinary settings.
     assert not is_secret_key("EP_AUTHOR_DB_URL") and not is_secret_key("EP_DB_HOSTNAME")
+
+
+@pytest.mark.parametrize(
+    "key", ["EP_CMS_PWR", "EP_PWR_LEVEL", "EP_CREDIT_LIMIT", "EP_ACCREDITED", "EP_SCREW_SIZE"]
+)
+def test_pw_and_creds_count_only_at_the_end_of_a_word(key: str) -> None:
+    # PW and CRED(S) are secret as the end of a word part (DB_PW, SMTPPW, EP_CREDS), not
+    # inside a longer word (PWR, CREDIT).
+    assert not is_secret_key(key)
 
 
 def test_a_password_with_an_at_sign_is_never_taken_for_a_host() -> None:
@@ -112,6 +209,14 @@ def _append(pipeline_file: Path, account: str, text: str) -> None:
 
 QA_DB_PASS = "qa-live-pw-91c2"  # the fixture's qa EP_DB_PASS
 URL_SECRETS = ["Shared-Jms-Pw-42", QA_DB_PASS, "Shared-Query-Pw-17", "Shared-Oracle-Pw-5"]
+# The review's forms, shared by qa and prod: each a finding, no part of it printed.
+REVIEW_FORMS = {
+    "EP_GO_DSN": "ep:Shared-Go;Pw-1@tcp({a}-db.example.internal:3306)/x",
+    "EP_SMTP_URL": "smtp://mailer@example.com:Shared,Smtp-2@{a}-smtp.example.internal:587",
+    "EP_CJ_URL": "jdbc:mysql://address=(host={a}-db.example.internal)(user=ep)(password=Shared-Cj-3)/x",
+    "EP_MSSQL_URL": "jdbc:sqlserver://{a}-mssql.example.internal;password={{Shared-Brace;Shared-4}}",
+}
+URL_SECRETS += ["Shared-Go", ";Pw-1", "Shared,Smtp", "Smtp-2", "Shared-Cj", "Shared-Brace", "Shared-4"]
 
 
 def _leaky_urls(tmp_path: Path) -> Path:
@@ -125,6 +230,9 @@ def _leaky_urls(tmp_path: Path) -> Path:
             f"EP_REPORT_DB_URL=jdbc:mysql://{account}-report.example.internal/r?user=r&password=Shared-Query-Pw-17\n"
             f"EP_LEGACY_DB_URL=jdbc:oracle:thin:ep/Shared-Oracle-Pw-5@//{account}-ora.example.internal:1521/s\n",
         )
+        _append(
+            pipeline_file, account, "".join(f"{k}={v.format(a=account)}\n" for k, v in REVIEW_FORMS.items())
+        )
     _append(
         pipeline_file,
         "prod",
@@ -137,7 +245,13 @@ def test_a_secret_shared_inside_urls_is_a_finding_without_the_secret(tmp_path: P
     pipeline_file = _leaky_urls(tmp_path)
     report = check_config(load_pipeline(pipeline_file))
     shared = {f.key: f for f in report.findings if f.kind == "shared-secret"}
-    assert set(shared) == {"EP_JMS_BROKER_URL", "EP_REPORT_DB_URL", "EP_LEGACY_DB_URL", "EP_ADMIN_DB_URL"}
+    assert set(shared) == {
+        "EP_JMS_BROKER_URL",
+        "EP_REPORT_DB_URL",
+        "EP_LEGACY_DB_URL",
+        "EP_ADMIN_DB_URL",
+        *REVIEW_FORMS,
+    }
     assert all(f.account == "prod" and f.severity == "error" for f in shared.values())
     assert "same secret as EP_DB_PASS of account qa" in shared["EP_ADMIN_DB_URL"].message
     text = json.dumps(report.as_dict())
@@ -153,6 +267,9 @@ def test_diff_shows_the_host_not_the_password_and_flags_a_shared_one(tmp_path: P
     assert keys["EP_JMS_BROKER_URL"].a == "failover:(tcp://ep:****@qa-jms.example.internal:61616)"
     assert keys["EP_JMS_BROKER_URL"].b == "failover:(tcp://ep:****@prod-jms.example.internal:61616)"
     assert keys["EP_ADMIN_DB_URL"].b == "jdbc:mysql://admin:****@prod-admin.example.internal/a"
+    assert keys["EP_GO_DSN"].b == "ep:****@tcp(prod-db.example.internal:3306)/x"
+    assert keys["EP_SMTP_URL"].a == "smtp://mailer@example.com:****@qa-smtp.example.internal:587"
+    assert keys["EP_MSSQL_URL"].b == "jdbc:sqlserver://prod-mssql.example.internal;password=****"
     text = json.dumps(diff.as_dict())
     for secret in URL_SECRETS:
         assert secret not in text

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloudops.errors import InputError
-from cloudops.pipeline.history import PromotionRecord, filter_records, parse_since
+from cloudops.pipeline.history import HistoryRead, filter_records, parse_since
+from cloudops.pipeline.records import PromotionRecord, ReadRecord
 from cloudops.report.html import render_html
 from cloudops.report.matrix import compute_matrix, newest_first, version_key
 from cloudops.report.model import PACKAGE_ROW, AccountStatus, Artifact, Holding, Observation
@@ -180,12 +181,12 @@ def test_html_escapes_everything_and_fetches_nothing() -> None:
     observation = Observation(
         STAGES, accounts(prod=f"error {evil}"), (("image", "ep/cortex", holdings),), NOW
     )
-    page = render_html(
-        compute_matrix(observation),
-        [_record(NOW, "ep/cortex"), _record(NOW, "ep/<b>x</b>", "refused")],
-        {"prod": "unreachable & gone"},
-        title="status <of> pipeline",
+    records = [_record(NOW, "ep/cortex"), _record(NOW, "ep/<b>x</b>", "refused")]
+    history = HistoryRead(
+        records=[ReadRecord(r, r.destination_account, "cloudops/history/" + r.key, NOW) for r in records],
+        unreadable={"prod": "unreachable & gone"},
     )
+    page = render_html(compute_matrix(observation), history, title="status <of> pipeline")
     assert "<script" not in page and "&lt;script&gt;" in page
     assert "<b>x</b>" not in page and "status &lt;of&gt; pipeline" in page
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)

@@ -44,5 +44,8 @@ def test_any_text_prints_as_itself_or_visibly_escaped(text: str) -> None:
     Console(file=out, force_terminal=False, width=10_000, emoji=False, highlight=False).print(
         safe_text(text), end=""
     )
-    assert out.getvalue() == plain_text(text)
+    expected = plain_text(text)
+    if expected.endswith("\\"):  # a trailing backslash is shown as its escape, whatever follows
+        expected = expected[:-1] + "\\x5c"
+    assert out.getvalue() == expected
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in plain_text(text))

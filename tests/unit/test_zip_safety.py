@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import stat
 import zipfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,30 @@ def test_bytes_are_counted_while_read_not_taken_from_the_header(
     monkeypatch.setattr(package, "MAX_TOTAL_UNCOMPRESSED", 2 * MiB)
     with pytest.raises(PackageError, match=r"'webapps/ep-cortex\.war' takes the uncompressed size over"):
         inspect_package(path)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("tools/data-population-cli/run.sh", "tools/data-population-cli/run.sh"),
+        ("webapps/ep-cortex.war", "WebApps/EP-Cortex.war"),  # one file on a case-folding disk
+        ("tools/data-population-cli/run.sh", "tools\\data-population-cli\\run.sh"),
+    ],
+)
+def test_two_members_of_the_same_name_are_refused(tmp_path: Path, first: str, second: str) -> None:
+    # Which copy is unpacked would depend on the unzip tool (and the disk): refused.
+    path = tmp_path / "twice.zip"
+    with pytest.warns(UserWarning, match="Duplicate name") if first == second else nullcontext():
+        _zip(path, {first: b"#!/bin/sh\necho good\n"})
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(
+                zipfile.ZipInfo(second, date_time=(2026, 1, 1, 0, 0, 0)), b"#!/bin/sh\necho evil\n"
+            )
+    with pytest.raises(PackageError, match="has the same name as another member") as caught:
+        inspect_package(path)
+    assert repr(second) in str(caught.value)
+    result = _publish(path)
+    assert result.exit_code == 2 and "same name as another member" in " ".join(result.stderr.split())
 
 
 def test_too_many_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

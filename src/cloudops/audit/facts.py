@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -21,10 +20,12 @@ import botocore.exceptions
 from cloudops.aws import s3_owner
 from cloudops.aws.codecommit import CodeCommitRepositories
 from cloudops.aws.guard import caller_account
-from cloudops.aws.s3 import HISTORY_PREFIX
+from cloudops.aws.s3_json import read_json_object
 from cloudops.aws.sessions import AccountSession, aws_error
 from cloudops.errors import CloudopsError
+from cloudops.package import CurrentPointer
 from cloudops.pipeline.context import PipelineContext
+from cloudops.pipeline.records import HISTORY_PREFIX
 
 _SHA256_HEX = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 POINTER_NAME = "current.json"
@@ -54,6 +55,7 @@ class AccountFacts:
     repositories: dict[str, RepositoryFacts] = field(default_factory=dict)
     packages: list[PackageObject] = field(default_factory=list)
     current_package: dict[str, str] | None = None  # {"version", "sha256"} of current.json
+    invalid_pointer: str | None = None  # why current.json is not a valid pointer, when it is not
     # Who owns the account's bucket (S3's bucket owner condition): "own", "missing" (not
     # made yet), "foreign" (another account's); None when not read. For a foreign one, the
     # pipeline account that owns it, when it is one of them.
@@ -191,7 +193,7 @@ def _packages(facts: AccountFacts, session: AccountSession, key: str) -> None:
                 if object_key.startswith(HISTORY_PREFIX):
                     continue
                 if object_key == prefix + POINTER_NAME:
-                    facts.current_package = _pointer(s3, facts.bucket, object_key)
+                    facts.current_package = _pointer(facts, s3, object_key)
                 elif not object_key.endswith(".json"):
                     facts.packages.append(
                         PackageObject(object_key, _object_sha256(s3, facts.bucket, object_key))
@@ -209,15 +211,15 @@ def _packages(facts: AccountFacts, session: AccountSession, key: str) -> None:
             facts.current_package = {"version": exact.key, "sha256": exact.sha256}
 
 
-def _pointer(s3: Any, bucket: str, key: str) -> dict[str, str] | None:
-    try:
-        doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ValueError:
+def _pointer(facts: AccountFacts, s3: Any, key: str) -> dict[str, str] | None:
+    """current.json read bounded and validated (aws/s3_json.py); an invalid one is noted
+    in ``facts.invalid_pointer`` (a finding of the deployment-package rule), never raised."""
+    found = read_json_object(s3, facts.bucket, key, CurrentPointer)
+    if found.value is None:
+        facts.invalid_pointer = f"s3://{facts.bucket}/{key} is not a valid package pointer: {found.problem}"
         return None
-    if not isinstance(doc, dict):
-        return None
-    sha = normalize_sha256(str(doc.get("sha256", "")))
-    return {"version": str(doc.get("version", "?")), "sha256": sha} if sha else None
+    sha = normalize_sha256(found.value.sha256)
+    return {"version": found.value.version, "sha256": sha} if sha else None
 
 
 def _object_sha256(s3: Any, bucket: str, key: str) -> str | None:

@@ -216,13 +216,27 @@ def image_provenance(pipeline: Pipeline, facts: Facts) -> tuple[list[Finding], s
 def deployment_package(pipeline: Pipeline, facts: Facts) -> tuple[list[Finding], str]:
     rule = "deployment-package"
     build = pipeline.build_account
-    if not any(f.packages or f.current_package for f in facts.values()):
+    if not any(f.packages or f.current_package or f.invalid_pointer for f in facts.values()):
         return [], "skipped: no deployment package in any account yet"
+    # An invalid current.json (hostile input, aws/s3_json.py) is a finding wherever it is.
+    findings: list[Finding] = [
+        Finding(
+            rule,
+            "warning",
+            name,
+            fact.invalid_pointer,
+            f"move the pointer again: cloudops promote package --to {name} --version V"
+            if name != build
+            else "publish the package again: cloudops package publish FILE --version V",
+            f"s3://{fact.bucket}",
+        )
+        for name, fact in facts.items()
+        if fact.invalid_pointer is not None and fact.checked(rule)
+    ]
     if not facts[build].checked(rule):
-        return [], f"skipped: the build account {build} could not be read"
+        return findings, f"skipped: the build account {build} could not be read"
     published = {p.sha256 for p in facts[build].packages if p.sha256}
     build_current = facts[build].current_package
-    findings: list[Finding] = []
     for name, fact in facts.items():
         if name == build or not fact.checked(rule):
             continue

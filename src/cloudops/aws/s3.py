@@ -1,5 +1,8 @@
 """S3 in one account: the account's bucket (versioned, encrypted, private) and its
-append-only promotion log (one object per record, never overwritten)."""
+append-only objects (never overwritten: the promotion log's records and daily objects).
+
+The keys are the caller's: the log's layout (``cloudops/history/...``) is defined by
+pipeline/records.py, a higher layer this one never imports."""
 
 from __future__ import annotations
 
@@ -14,10 +17,6 @@ from cloudops.aws import s3_owner
 from cloudops.aws.sessions import AccountSession, aws_error
 
 BucketChange = Literal["created", "updated", "unchanged"]
-HISTORY_PREFIX = "cloudops/history/"
-DAILY_PREFIX = "cloudops/history-daily/"
-"""Daily objects cloudops writes itself (pipeline/history.py): an index of one UTC day's
-record objects, so that reading history is one GET per day, not one per record."""
 
 
 @dataclass(frozen=True)
@@ -120,13 +119,13 @@ class AccountBucket:
     # -- the promotion log -------------------------------------------------------------
 
     def append_record(self, key: str, record: dict[str, Any]) -> None:
-        """Write one record under a new key. IfNoneMatch makes S3 refuse to overwrite an
-        existing object, so the log is append-only even against a buggy caller."""
+        """Write one record under a new (full) key. IfNoneMatch makes S3 refuse to
+        overwrite an existing object, so the log is append-only even against a buggy caller."""
         body = json.dumps(record, sort_keys=True).encode()
         try:
             self._client.put_object(
                 Bucket=self.name,
-                Key=HISTORY_PREFIX + key,
+                Key=key,
                 Body=body,
                 ContentType="application/json",
                 IfNoneMatch="*",
@@ -135,10 +134,9 @@ class AccountBucket:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise aws_error(exc, f"writing the promotion record to bucket {self.name}") from None
 
-    def list_records(self, *, prefix: str = HISTORY_PREFIX, start_after: str = "") -> list[StoredRecord]:
-        """Every object under the history prefix (or ``prefix``, after ``start_after``),
-        with the size and ETag S3 lists for it (nothing is read: the caller decides what
-        is worth a GET)."""
+    def list_records(self, *, prefix: str, start_after: str = "") -> list[StoredRecord]:
+        """Every object under ``prefix`` (after ``start_after``), with the size and ETag S3
+        lists for it (nothing is read: the caller decides what is worth a GET)."""
         found: list[StoredRecord] = []
         what = f"listing the promotion log of bucket {self.name}"
         try:
@@ -209,12 +207,12 @@ class AccountBucket:
             raise aws_error(exc, what) from None
 
     def put_daily(self, key: str, body: bytes) -> bool:
-        """Write one daily history object under a new key (``DAILY_PREFIX``). Never
-        overwrites: False when the object exists already (another run wrote it)."""
+        """Write one daily history object under a new (full) key. Never overwrites: False
+        when the object exists already (another run wrote it)."""
         try:
             self._client.put_object(
                 Bucket=self.name,
-                Key=DAILY_PREFIX + key,
+                Key=key,
                 Body=body,
                 ContentType="application/x-ndjson",
                 IfNoneMatch="*",

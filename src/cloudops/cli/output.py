@@ -77,7 +77,13 @@ def safe_text(value: object) -> str:
     error messages, S3 metadata, record fields) reaches the terminal."""
     from rich.markup import escape
 
-    return escape(plain_text(value))
+    text = plain_text(value)
+    if text.endswith("\\"):
+        # rich.markup.escape doubles a trailing backslash (it would escape a tag that
+        # follows) and the doubled one then prints twice when nothing follows: show it as
+        # a visible escape instead, the same in every context.
+        text = text[:-1] + "\\x5c"
+    return escape(text)
 
 
 def human_bytes(n: float) -> str:

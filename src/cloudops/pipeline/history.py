@@ -23,40 +23,23 @@ from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.history_daily import READ_WORKERS, DailyReader, compact
 from cloudops.pipeline.records import (
-    CLAIMS_ANOTHER_ACCOUNT,
     CLOCK_SKEW,
-    DATED_IN_THE_FUTURE,
+    HISTORY_PREFIX,
     MAX_RECORD_BYTES,
     PromotionRecord,
     ReadRecord,
-    RecordResult,
     UnreadableRecord,
     key_date,
     parse_record,
 )
 
-__all__ = [
-    "CLAIMS_ANOTHER_ACCOUNT",
-    "DATED_IN_THE_FUTURE",
-    "DEFAULT_LIMIT",
-    "MAX_RECORD_BYTES",
-    "READ_WORKERS",
-    "HistoryRead",
-    "PromotionRecord",
-    "ReadRecord",
-    "RecordResult",
-    "UnreadableRecord",
-    "append",
-    "compact",
-    "filter_records",
-    "parse_since",
-    "read_account",
-    "read_history",
-    "who_am_i",
-]
-
 DEFAULT_LIMIT = 10_000
 """Records read per account, newest keys first; older ones are counted as dropped."""
+MAX_UNREADABLE_LISTED = 1_000
+"""Unreadable objects listed one by one per account (in memory, in --json); the rest are
+counted (``Dropped.unreadable``): a flood of junk keys cannot fill memory or the output.
+Objects under record keys are listed before keys that are not record keys at all."""
+NOT_A_RECORD_KEY = "not a promotion record key"
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +52,18 @@ class Dropped:
     """Beyond the newest ``limit`` keys."""
     future: int = 0
     """Keys dated in the future: they would otherwise sort above every real record."""
+    unreadable: int = 0
+    """Unreadable objects past the first MAX_UNREADABLE_LISTED, counted, not listed."""
 
     @property
     def total(self) -> int:
-        return self.older + self.future
+        return self.older + self.future + self.unreadable
 
     def as_dict(self) -> dict[str, int]:
-        return {"older_than_limit": self.older, "dated_in_the_future": self.future}
+        out = {"older_than_limit": self.older, "dated_in_the_future": self.future}
+        if self.unreadable:  # only then: the shape stays what it was without a flood
+            out["unreadable_not_listed"] = self.unreadable
+        return out
 
 
 @dataclass
@@ -107,7 +95,11 @@ class HistoryRead:
 
     @property
     def has_findings(self) -> bool:
-        return bool(self.suspect or self.unreadable_records or any(d.future for d in self.dropped.values()))
+        return bool(
+            self.suspect
+            or self.unreadable_records
+            or any(d.future or d.unreadable for d in self.dropped.values())
+        )
 
     def of(self, account: str) -> list[ReadRecord]:
         return [r for r in self.records if r.account == account]
@@ -146,7 +138,7 @@ def append(context: PipelineContext, record: PromotionRecord) -> None:
     bucket = AccountBucket(
         context.session(record.destination_account), context.pipeline.bucket(record.destination_account)
     )
-    bucket.append_record(record.key, record.model_dump(mode="json"))
+    bucket.append_record(HISTORY_PREFIX + record.key, record.model_dump(mode="json"))
     try:
         compact(bucket)
     except Exception as error:  # never fail a promotion over its index
@@ -228,14 +220,14 @@ def read_account(
     MAX_RECORD_BYTES + 1 bytes); validate and attribute each."""
     moment = now or datetime.now(UTC)
     found = _AccountRead(name)
-    listing = bucket.list_records()
+    listing = bucket.list_records(prefix=HISTORY_PREFIX)
     listed: list[tuple[datetime, StoredRecord]] = []
     for stored in listing:
         written = key_date(stored.key)
         if written is None:
-            found.unreadable.append(
-                UnreadableRecord(name, stored.key, "not a promotion record key", stored.size)
-            )
+            found.unreadable.append(UnreadableRecord(name, stored.key, NOT_A_RECORD_KEY, stored.size))
+            if len(found.unreadable) >= 2 * MAX_UNREADABLE_LISTED:
+                _cap_unreadable(found)  # bounded memory however many junk keys are listed
         elif written > moment + CLOCK_SKEW:
             found.dropped.future += 1
         elif stored.size > MAX_RECORD_BYTES:
@@ -285,8 +277,18 @@ def read_account(
             found.records.append(outcome)
         else:
             found.unreadable.append(outcome)
-    found.unreadable.sort(key=lambda u: (u.key, u.line or 0))
+    _cap_unreadable(found)
     return found
+
+
+def _cap_unreadable(found: _AccountRead) -> None:
+    """Sort the account's unreadable objects (record keys first, then by key and line) and
+    keep the first MAX_UNREADABLE_LISTED, counting the rest as dropped."""
+    keep = MAX_UNREADABLE_LISTED
+    found.unreadable.sort(key=lambda u: (u.reason == NOT_A_RECORD_KEY, u.key, u.line or 0))
+    if len(found.unreadable) > keep:
+        found.dropped.unreadable += len(found.unreadable) - keep
+        del found.unreadable[keep:]
 
 
 # -- filters (`cloudops history --repository R --since WHEN`) -----------------------------
@@ -301,8 +303,16 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     value = text.strip()
     match = _RELATIVE.fullmatch(value)
     if match:
-        span = timedelta(**{_UNITS[match[2]]: int(match[1])})
-        return (now or datetime.now(UTC)) - span
+        try:
+            if len(match[1]) > 12:  # past any span timedelta holds (999,999,999 days)
+                raise OverflowError
+            span = timedelta(**{_UNITS[match[2]]: int(match[1])})
+            return (now or datetime.now(UTC)) - span
+        except OverflowError:
+            raise InputError(
+                f"--since {text[:40]!r} reaches back before the year 1",
+                hint="use a span of at most a few thousand years, e.g. 7d or 2w, or an ISO date",
+            ) from None
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -31,9 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from cloudops.aws.s3 import DAILY_PREFIX, HISTORY_PREFIX, AccountBucket, StoredRecord
+from cloudops.aws.s3 import AccountBucket, StoredRecord
 from cloudops.errors import CloudopsError
 from cloudops.pipeline.records import (
+    DAILY_PREFIX,
+    HISTORY_PREFIX,
     MAX_RECORD_BYTES,
     ReadRecord,
     UnreadableRecord,
@@ -255,7 +257,7 @@ def compact(
         after = max(past) + timedelta(days=1)
         start_after = f"{HISTORY_PREFIX}{after:%Y/%m}/{after:%Y%m%d}"
     days: dict[date, list[StoredRecord]] = {}
-    for stored in bucket.list_records(start_after=start_after):
+    for stored in bucket.list_records(prefix=HISTORY_PREFIX, start_after=start_after):
         written = key_date(stored.key)
         if written is None or stored.size > MAX_RECORD_BYTES:
             continue
@@ -269,7 +271,7 @@ def compact(
         if written_keys and budget is not None and spent + len(stored_day) > budget:
             break
         spent += len(stored_day)
-        if bucket.put_daily(daily_key(day), _daily_body(bucket, stored_day, workers)):
+        if bucket.put_daily(DAILY_PREFIX + daily_key(day), _daily_body(bucket, stored_day, workers)):
             written_keys.append(DAILY_PREFIX + daily_key(day))
     return written_keys
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudops.aws.account import Account
 from cloudops.errors import InputError
-from cloudops.pipeline.yamlload import YamlBoundsError, compose_and_load, read_bounded
+from cloudops.pipeline.yamlload import YamlBoundsError, YamlValueError, compose_and_load, read_bounded
 from cloudops.refs import ReferenceError, ecr_host, parse_ecr_host, validate_repository
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -172,6 +172,8 @@ def parse_pipeline(text: str, path: Path = Path("pipeline.yaml")) -> Pipeline:
         raise PipelineError(
             f"{path}: refused: {exc}", hint="write the values out; use aliases only for small shared blocks"
         ) from None
+    except YamlValueError as exc:
+        raise PipelineError(f"{path}: {exc}", hint="quote it if it is meant as text") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -288,12 +290,14 @@ def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
 
 _AWS_REGISTRY_RE = re.compile(
     r".+\.dkr\.ecr(?:-fips)?\..+\.amazonaws\.com|(?:.+\.)?amazonaws\.com\.cn|(?:.+\.)?ecr\.aws"
+    r"|.+\.dkr-ecr(?:-fips)?\..+\.on\.aws"  # dual-stack endpoints
 )
 
 
 def is_aws_registry_host(host: str) -> bool:
     """A real Amazon ECR host (*.dkr.ecr.*.amazonaws.com, VPC endpoints included, anything
-    under amazonaws.com.cn, public.ecr.aws), with or without a port: never without TLS."""
+    under amazonaws.com.cn, public.ecr.aws, dual-stack *.dkr-ecr.*.on.aws), with or without a
+    port: never without TLS."""
     name = host.strip().lower()
     if name.startswith("["):
         return False  # an IPv6 literal
@@ -322,7 +326,8 @@ def _ownership_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
         mapped = name in pipeline.endpoints.registries
         where = ("endpoints", "registries", name) if mapped else ("accounts", name)
         host = pipeline.registry_host(name)
-        key = host.strip().lower().rstrip(".")
+        # One registry, however spelled: case, a trailing dot, HTTPS's default port.
+        key = host.strip().lower().removesuffix(":443").rstrip(".")
         other = hosts.setdefault(key, name)
         if other != name:
             problems.append(

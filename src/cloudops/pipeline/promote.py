@@ -22,6 +22,7 @@ from cloudops.copy.plan import CopyRequest
 from cloudops.errors import CloudopsError, InputError
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
+from cloudops.pipeline.records import PromotionRecord
 from cloudops.pipeline.stages import Route, promotion_route
 from cloudops.refs import Reference, validate_tag
 from cloudops.registry.pool import RegistryPool
@@ -199,7 +200,7 @@ def _record(context: PipelineContext, result: ImagePromotion, arn: str) -> None:
     pipeline = context.pipeline
     if result.status == "planned":
         return
-    record = history.PromotionRecord.new(
+    record = PromotionRecord.new(
         kind="image",
         who=history.who_am_i(arn),
         source_account=result.route.source,

@@ -40,7 +40,14 @@ from pydantic import (
 )
 
 from cloudops import __version__
-from cloudops.aws.s3 import HISTORY_PREFIX
+
+HISTORY_PREFIX = "cloudops/history/"
+"""Where the promotion log lives in each account's bucket (one object per record). The
+layout of the log is defined here, in the pure layer that defines the records: aws/s3.py
+(a lower layer, which never imports this one) stores whatever keys it is handed."""
+DAILY_PREFIX = "cloudops/history-daily/"
+"""Daily objects cloudops writes itself (pipeline/history_daily.py): an index of one UTC
+day's record objects, so that reading history is one GET per day, not one per record."""
 
 RecordResult = Literal["promoted", "already-promoted", "refused", "failed"]
 

@@ -151,17 +151,21 @@ class _BlobGet(Operation):
         self._source = source
         self.failed_side: BlobEndpoint | None = None
 
-    def _get(self) -> tuple[http.client.HTTPResponse, str, http.client.HTTPConnection]:
+    def _get(
+        self,
+    ) -> tuple[http.client.HTTPResponse, str, http.client.HTTPConnection, ssl.SSLContext | bool]:
+        """The 200 answer, the URL and connection that gave it, and the TLS setting used
+        for that connection (verified once a redirect left the registry's host)."""
         source = self._source
         start = urlsplit(source.url)
         origin = (start.scheme, start.netloc)
-        url, headers = source.url, dict(source.headers)
+        url, headers, verify = source.url, dict(source.headers), source.verify
         for _ in range(MAX_REDIRECTS + 1):
-            conn, path = self._guard(source, partial(self._open, url, source.verify))
+            conn, path = self._guard(source, partial(self._open, url, verify))
             response = self._guard(source, partial(_request, conn, "GET", path, headers))
             location = response.getheader("Location")
             if response.status in REDIRECTS and location:
-                self._drain(response, url, conn)
+                self._drain(response, url, conn, verify)
                 url = self._guard(source, partial(urljoin, url, location))
                 target = urlsplit(url)
                 if target.scheme not in ("http", "https"):
@@ -170,10 +174,14 @@ class _BlobGet(Operation):
                     # Credentials never leave the registry's own host and scheme (ECR sends
                     # blob reads to S3, which refuses a second auth).
                     headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                    # --insecure-registry names the registry's host, not where it sends
+                    # reads: another host's TLS is verified (docs/security.md).
+                    if verify is False:
+                        verify = True
                 continue
             if response.status != 200:
                 raise self._status_error(source, response)
-            return response, url, conn
+            return response, url, conn, verify
         raise RegistryError(f"{source.host}: too many redirects reading {source.what}")
 
     def _open(self, url: str, verify: ssl.SSLContext | bool) -> tuple[http.client.HTTPConnection, str]:
@@ -194,13 +202,19 @@ class _BlobGet(Operation):
             self.failed_side = side
             raise _broken(side, _describe(exc)) from None
 
-    def _drain(self, response: http.client.HTTPResponse, url: str, conn: http.client.HTTPConnection) -> None:
+    def _drain(
+        self,
+        response: http.client.HTTPResponse,
+        url: str,
+        conn: http.client.HTTPConnection,
+        verify: ssl.SSLContext | bool,
+    ) -> None:
         """Finish a source response and keep its connection when it can be reused."""
         try:
             response.read()
         except (OSError, http.client.HTTPException):
             return  # closed with the pipe
-        self._release(url, self._source.verify, conn)
+        self._release(url, verify, conn)
 
     def _status_error(self, side: BlobEndpoint, response: http.client.HTTPResponse) -> RegistryError:
         self.failed_side = side
@@ -231,7 +245,7 @@ class _BlobFetch(_BlobGet):
         """Every chunk, then None; or the exception that ended the read. ``deliver``
         blocks while the consumer is behind (memory stays bounded)."""
         try:
-            response, url, conn = self._get()
+            response, url, conn, verify = self._get()
             while True:
                 if self.aborted.is_set():
                     raise _Aborted
@@ -242,7 +256,7 @@ class _BlobFetch(_BlobGet):
             if response.length:  # the connection ended before the declared Content-Length
                 self.failed_side = self._source
                 raise _broken(self._source, "ended early")
-            self._drain(response, url, conn)
+            self._drain(response, url, conn, verify)
             deliver(None)
         except _Aborted:
             pass  # the consumer left: nobody is listening
@@ -282,7 +296,7 @@ class _BlobPipe(_BlobGet):
 
     def _run(self) -> dict[str, str]:
         target = self._target
-        response, source_url, source_conn = self._get()
+        response, source_url, source_conn, source_verify = self._get()
         put_conn, path = self._guard(target, partial(self._open, target.url, target.verify))
         put_headers = {
             **target.headers,
@@ -315,7 +329,7 @@ class _BlobPipe(_BlobGet):
                     free.put(pending[1])
                 pending = item
             reader.join()
-            self._drain(response, source_url, source_conn)
+            self._drain(response, source_url, source_conn, source_verify)
             if pending is not None:
                 self._send(put_conn, pending[0])
         finally:

@@ -331,6 +331,17 @@ class RegistryTransport:
                     round_ -= 1
                     continue
                 raise error from None
+            if response.status_code == 401 and not trust.on_host(str(response.url), self.host):
+                # A redirect target (ECR sends blob reads to S3) asked for credentials: its
+                # challenge is not the registry's, and answering it would hand the
+                # registry's credentials to whatever realm it names (docs/security.md).
+                await response.aclose()
+                raise AuthenticationError(
+                    f"{response.url.host}, where {self.host} redirected {what}, asked for credentials: "
+                    "refused, the registry's credentials go only to the registry",
+                    hint="check the registry's configuration (its storage redirects)",
+                    status=401,
+                )
             if response.status_code == 401 and replayable and round_ < 2:
                 challenge_header = response.headers.get("www-authenticate")
                 await response.aclose()

@@ -33,7 +33,7 @@ import botocore.exceptions
 from cloudops.aws.guard import require_account
 from cloudops.aws.sessions import aws_error
 from cloudops.errors import CloudopsError
-from cloudops.package import PackageStore
+from cloudops.package import InvalidPointerError, PackageStore
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.history import HistoryRead, read_history
 from cloudops.report.clients import SharedClients
@@ -197,9 +197,13 @@ def _images(reader: _Reader, repository: str) -> Holding:
 
 def _packages(reader: _Reader) -> Holding:
     store = reader.packages
+    invalid: str | None = None
     try:
         versions = store.versions()
-        pointer = store.current() or {}
+        try:
+            pointer = store.current() or {}
+        except InvalidPointerError as error:  # hostile or broken: shown, not fatal
+            pointer, invalid = {}, f"current pointer unreadable, no version marked current: {error.message}"
     except _BOTO_ERRORS as exc:  # package.py maps most, not all, boto errors
         raise aws_error(exc, f"listing deployment packages in {store.bucket.name}") from None
     current = pointer.get("version")
@@ -208,7 +212,10 @@ def _packages(reader: _Reader) -> Holding:
         for v in versions
     )
     where = f"s3://{store.bucket.name}/{store.prefix}/"
-    return Holding(artifacts, note=None if artifacts else f"no package under {where}")
+    notes = [] if artifacts else [f"no package under {where}"]
+    if invalid is not None:
+        notes.append(invalid)
+    return Holding(artifacts, note="; ".join(notes) or None)
 
 
 def _history(context: PipelineContext, accounts: dict[str, AccountStatus], limit: int) -> History:

@@ -16,12 +16,12 @@ account it names; records that are not valid records are listed with their keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable
 from html import escape
 
 from cloudops import __version__
-from cloudops.pipeline.history import HistoryRead, PromotionRecord, ReadRecord
+from cloudops.pipeline.history import HistoryRead
+from cloudops.pipeline.records import ReadRecord
 from cloudops.report.model import MARKS, Artifact, Cell, Mark, Row, StatusMatrix, short_digest
 from cloudops.text import plain_text
 
@@ -109,17 +109,13 @@ footer { margin-top: 30px; color: #5f6368; font-size: 12px; }
 
 def render_html(
     matrix: StatusMatrix,
-    records: Sequence[PromotionRecord] = (),
-    unreadable: dict[str, str] | None = None,
+    history: HistoryRead | None = None,
     *,
     title: str = "cloudops status",
-    history: HistoryRead | None = None,
 ) -> str:
-    """The page. ``history`` is what read_history found (records attributed to the bucket
-    they were read from); bare ``records`` (library callers, tests) are taken as the
-    account they name."""
-    if history is None:
-        history = HistoryRead(records=[_attributed(r) for r in records], unreadable=dict(unreadable or {}))
+    """The page. ``history`` is what read_history found: records attributed to the bucket
+    they were read from, never to the account they claim (none: no timelines)."""
+    history = history or HistoryRead()
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -148,14 +144,6 @@ def render_html(
 
 def _e(text: object) -> str:
     return escape(plain_text(text), quote=True)
-
-
-def _attributed(record: PromotionRecord) -> ReadRecord:
-    try:
-        written = record.moment
-    except ValueError:
-        written = datetime.min.replace(tzinfo=UTC)
-    return ReadRecord(record, record.destination_account, record.key, written)
 
 
 def _summary(matrix: StatusMatrix) -> str:

@@ -14,11 +14,11 @@ from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.history import (
     DEFAULT_LIMIT,
     HistoryRead,
-    ReadRecord,
     filter_records,
     parse_since,
     read_history,
 )
+from cloudops.pipeline.records import ReadRecord
 
 LISTED = 20
 """Suspect and unreadable records listed one by one per account; the rest are counted."""
@@ -154,6 +154,11 @@ def show_findings(found: HistoryRead, *, listed: int = LISTED) -> None:
                 f"[yellow]and {len(unreadable) - listed} more unreadable records in {safe_text(account)}[/]"
             )
     for account, dropped in found.dropped.items():
+        if dropped.unreadable:
+            stderr.print(
+                f"[yellow]{safe_text(account)}: {dropped.unreadable} more unreadable objects "
+                "counted, not listed[/]"
+            )
         if dropped.future:
             stderr.print(
                 f"[bold red]{safe_text(account)}: {dropped.future} records dated in the future by their key "

@@ -13,8 +13,9 @@ from cloudops.cli.context import pipeline_option
 from cloudops.cli.output import emit_json, handles_errors, safe_text, stderr
 from cloudops.errors import InputError
 from cloudops.pipeline.context import PipelineContext
-from cloudops.pipeline.history import CLAIMS_ANOTHER_ACCOUNT, DATED_IN_THE_FUTURE, HistoryRead
+from cloudops.pipeline.history import HistoryRead
 from cloudops.pipeline.model import load_pipeline
+from cloudops.pipeline.records import CLAIMS_ANOTHER_ACCOUNT, DATED_IN_THE_FUTURE
 from cloudops.report.collect import read_status
 from cloudops.report.html import render_html
 from cloudops.report.model import Cell, StatusMatrix, short_digest
