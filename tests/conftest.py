@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,8 +17,14 @@ from cloudops.sandbox.processes import ServerProcess, start_registry
 from tests.support.sandbox import context_for, init_all, running_sandbox
 
 # CI machines are small and busy: judge properties by examples, never by wall time.
-settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("ci")
+# "ci" (the default, and what `make test` names) is derandomized: the same examples on
+# every run, seeded from each test, and no example database, so a red `make test` is red
+# again on the next run and on any machine. "random" (`make soak`) draws new examples each
+# run, more of them, and prints how to reproduce a failure.
+_PATIENT = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, **_PATIENT)
+settings.register_profile("random", derandomize=False, max_examples=500, print_blob=True, **_PATIENT)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))  # --hypothesis-profile wins
 
 
 @dataclass

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from cloudops.sandbox import world
 from tests.integration.test_faults_pipeline import SMALL_PARTS, _pointer_is_sound, _qa_state, _tag_is_sound
-from tests.support.faults import Rule, fault_proxy
+from tests.support.faults import FaultProxy, Rule, fault_proxy
 from tests.support.sandbox import context_for, init_all, publish, running_sandbox
 
 FAST = {"CLOUDOPS_RETRY_ATTEMPTS": "4", "CLOUDOPS_RETRY_SECONDS": "20", "AWS_MAX_ATTEMPTS": "4"}
 MiB = 1024 * 1024
+HUNG = 900  # seconds: a run this long (retries included) has hung, it is not just slow
 
 
 def registry_faults() -> list[Rule]:
@@ -54,23 +55,43 @@ class Tally:
         self.faults = self.completed = self.failed_cleanly = self.killed = self.inconsistent = 0
         self.notes: list[str] = []
 
-    def run(self, args: list[str], env: dict[str, str], *, kill_after: float | None) -> None:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cloudops", *args],
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        if kill_after is not None:
+    def run(self, args: list[str], env: dict[str, str], *, kill_at: tuple[FaultProxy, int] | None) -> None:
+        """Run cloudops. With ``kill_at`` (proxy, index): the index-th request through that
+        proxy stalls, and the process is killed -9 while it waits there, a point in the
+        protocol rather than a moment in time; a run that ends before reaching it counts
+        as an ordinary run."""
+        stall = None
+        if kill_at is not None:
+            proxy, index = kill_at
+            stall = proxy.add(Rule("stall", skip=index, times=1, seconds=600))
+        # stderr to a file, not a pipe: nothing reads a pipe while the run is watched, and a
+        # full one would block the run before it reaches the stall.
+        with tempfile.TemporaryFile("w+") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "cloudops", *args],
+                env={**os.environ, **env},
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                text=True,
+            )
+            if stall is not None:
+                while stall.hits == 0 and process.poll() is None:
+                    time.sleep(0.01)
+                if process.poll() is None:  # waiting in the stalled request
+                    process.send_signal(signal.SIGKILL)
+                    process.wait()
+                    self.killed += 1
+                    return
             try:
-                process.wait(timeout=kill_after)
+                process.wait(timeout=HUNG)
             except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                process.communicate()
-                self.killed += 1
+                process.kill()
+                process.wait()
+                self.inconsistent += 1
+                self.notes.append(f"{args[:2]} still running after {HUNG}s: killed")
                 return
-        _out, err = process.communicate(timeout=300)
+            stderr.seek(0)
+            err = stderr.read()
         if "Traceback" in err:
             self.inconsistent += 1
             self.notes.append(f"traceback from {args[:2]}")
@@ -129,19 +150,23 @@ def main() -> int:
             ):
                 proxy.clear()
                 rule = proxy.add(rng.choice(rules))
-                kill_after = rng.choice([None, rng.uniform(0.2, 1.5)])
-                tally.run([*args, "--pipeline", str(pipeline)], env, kill_after=kill_after)
+                # Kill -9 at a request picked at random (about the first 30 a run makes).
+                kill_at = rng.choice([None, (proxy, rng.randrange(30))])
+                tally.run([*args, "--pipeline", str(pipeline)], env, kill_at=kill_at)
                 tally.faults += rule.hits
                 proxy.release_stalls()
                 _check(tally, ctx, digest, tag)
                 proxy.clear()  # the re-run is clean and must complete
-                tally.run([*args, "--pipeline", str(pipeline)], env, kill_after=None)
+                tally.run([*args, "--pipeline", str(pipeline)], env, kill_at=None)
                 _check(tally, ctx, digest, tag)
             pointer, uploads = _qa_state(ctx)
             tagged = _tag_is_sound(ctx, "ep/cortex", tag)
             if tagged != digest or pointer is None or pointer["version"] != tag or uploads:
                 tally.inconsistent += 1
-                tally.notes.append(f"round {round_}: a clean re-run did not complete the promotion")
+                tally.notes.append(
+                    f"round {round_}: a clean re-run did not complete the promotion (tag names "
+                    f"{tagged}, want {digest}; current.json {pointer}; open uploads {len(uploads)})"
+                )
             print(f"round {round_ + 1}/{options.rounds} done", file=sys.stderr)
     rows = [
         ("faults injected", tally.faults),

@@ -26,7 +26,7 @@ import pytest
 from cloudops.oci import ACCEPT_MANIFESTS, OCI_MANIFEST
 from cloudops.sandbox import world
 from cloudops.sandbox.ecr_front import EXPIRED_MESSAGE
-from cloudops.sandbox.processes import free_port, wait_for_http
+from cloudops.sandbox.processes import listening_socket, wait_for_http
 from tests.support.sandbox import assumed_keys
 
 QA = world.ACCOUNTS["qa"]
@@ -459,7 +459,8 @@ def test_mount_parameters_are_ignored_by_default(qa: Account) -> None:
 def test_mount_passes_through_when_blob_mounting_is_enabled(
     sandbox: world.SandboxState, qa: Account, tmp_path: Path
 ) -> None:
-    port = free_port()
+    listener = listening_socket()  # owned from the start; the front serves on it
+    port = listener.getsockname()[1]
     config = tmp_path / "front.json"
     config.write_text(
         json.dumps(
@@ -472,11 +473,22 @@ def test_mount_passes_through_when_blob_mounting_is_enabled(
         )
     )
     log = (tmp_path / "front.log").open("wb")
-    front = subprocess.Popen(
-        [sys.executable, "-m", "cloudops.sandbox.ecr_front", "--config", str(config)], stdout=log, stderr=log
-    )
+    with listener:
+        front = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "cloudops.sandbox.ecr_front", "--config", str(config)),
+                f"--listen-fd={QA}={listener.fileno()}",
+            ],
+            stdout=log,
+            stderr=log,
+            pass_fds=[listener.fileno()],
+        )
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/_sandbox/health", process=front)
+        wait_for_http(
+            f"http://127.0.0.1:{port}/_sandbox/health",
+            process=front,
+            identify=lambda status, _headers, body: status == 200 and json.loads(body)["account_id"] == QA,
+        )
         base = f"http://127.0.0.1:{port}"
         source, target = _repo("mount-src"), _repo("mount-dst")
         qa.ecr.create_repository(repositoryName=source)

@@ -1,7 +1,14 @@
 """A fault-injecting HTTP proxy for tests: registry and S3 (moto) traffic passes through
 it, and rules, per request pattern, answer 429 with Retry-After, answer 5xx, drop the
 connection after N bytes of a request or response body, stall, answer ECR's 403 "token
-expired" once, or serve a body of their own. It counts what passed and what it injected.
+expired" once, serve a body of their own, pass the request on but alter the answer
+(``corrupt``: one byte of the body flipped, headers replaced: wrong bytes of the right
+length; or bytes appended: a body longer than it claims to be), or stand in for a
+registry that does not check what it stores (``accept_any_digest``: a blob upload PUT is
+committed under the sha256 of the bytes that really arrived, whatever ``?digest=``
+claimed, and every upload is recorded in :attr:`FaultProxy.uploads`). A rule can wait to
+be armed by an earlier request (the read-back after a write).
+It counts what passed and what it injected.
 
 The proxy is real (aiohttp server and client in a thread, streaming both ways); only the
 faults are made up, which is the point.
@@ -10,6 +17,7 @@ faults are made up, which is the point.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import threading
@@ -17,13 +25,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
 
-from cloudops.sandbox.processes import free_port
-
-Action = Literal["status", "drop_request", "drop_response", "stall", "expired", "body"]
+Action = Literal[
+    "status", "drop_request", "drop_response", "stall", "expired", "body", "corrupt", "accept_any_digest"
+]
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
 EXPIRED = (
     b'{"errors":[{"code":"DENIED","message":'
@@ -40,13 +49,21 @@ class Rule:
     status: int = 503
     retry_after: str | None = None
     after_bytes: int = 0
+    """drop_request / drop_response: where the body is cut; corrupt: the offset of the body
+    byte flipped (XOR 0x01, so the length stays right; -1 flips none)."""
     seconds: float = 3600.0
     times: int = 1
     """How many matching requests to hit; -1 means every one."""
     skip: int = 0
     """Let this many matching requests pass first."""
     body: bytes = b""
+    """body: the answer's body; corrupt: bytes appended to the upstream's (and counted in
+    its Content-Length)."""
     headers: dict[str, str] = field(default_factory=dict)
+    """body: the answer's headers; corrupt: set over the upstream's ("" removes one)."""
+    armed_by: tuple[str | None, str] | None = None
+    """(method or None, path regex): the rule matches nothing until a request like that has
+    passed the proxy and been answered 2xx (the read-back GET after the PUT it checks)."""
     seen: int = 0
     hits: int = 0
 
@@ -54,6 +71,18 @@ class Rule:
         if self.method is not None and self.method != method:
             return False
         return re.search(self.path, path) is not None
+
+    def armed(self, log: list[LogEntry]) -> bool:
+        if self.armed_by is None:
+            return True
+        method, pattern = self.armed_by
+        return any(
+            (method is None or e.method == method)
+            and e.status is not None
+            and 200 <= e.status < 300
+            and re.search(pattern, e.path) is not None
+            for e in log
+        )
 
     def fires(self) -> bool:
         self.seen += 1
@@ -73,17 +102,37 @@ class LogEntry:
     fault: Action | None
 
 
+@dataclass
+class Upload:
+    """A blob upload PUT seen by an ``accept_any_digest`` rule."""
+
+    path: str
+    declared: int | None
+    """Content-Length of the PUT."""
+    received: int
+    complete: bool
+    """Every declared byte arrived (only then is anything passed on to the registry)."""
+    claimed: str | None
+    """The ``?digest=`` the client sent."""
+    actual: str | None = None
+    """The sha256 of the bytes received, when complete: what the registry committed."""
+    status: int | None = None
+    """The registry's answer to the passed-on PUT (201: committed)."""
+
+
 class FaultProxy:
     def __init__(self, upstream: str):
         self.upstream = upstream.rstrip("/")
-        self.port = free_port()
+        self.port = 0  # bound to a port the system picks, read back when listening
         self.rules: list[Rule] = []
         self.log: list[LogEntry] = []
+        self.uploads: list[Upload] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._stalls: list[asyncio.Event] = []
+        self._failed: BaseException | None = None
 
     @property
     def host(self) -> str:
@@ -116,9 +165,16 @@ class FaultProxy:
 
         self._loop.call_soon_threadsafe(wake)
 
+    @property
+    def committed(self) -> list[Upload]:
+        """Uploads that reached the registry whole and were answered 201."""
+        with self._lock:
+            return [u for u in self.uploads if u.complete and u.status == 201]
+
     def start(self) -> FaultProxy:
         self._thread.start()
-        self._ready.wait(10)
+        if not self._ready.wait(30) or self._failed is not None or not self.port:
+            raise RuntimeError(f"the fault proxy for {self.upstream} did not start: {self._failed!r}")
         return self
 
     def stop(self) -> None:
@@ -129,6 +185,13 @@ class FaultProxy:
     # -- the server ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:
+            self._failed = exc
+            self._ready.set()
+
+    def _serve(self) -> None:
         # A dropped connection is a fault we inject on purpose: not worth a logged traceback.
         logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
         asyncio.set_event_loop(self._loop)
@@ -141,8 +204,10 @@ class FaultProxy:
             return aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None))
 
         self._session = self._loop.run_until_complete(make_session())
-        site = web.TCPSite(runner, "127.0.0.1", self.port)
+        # Port 0: the listening socket owns its port from the start (no free-port race).
+        site = web.TCPSite(runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())
+        self.port = int(runner.addresses[0][1])
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self._session.close())
@@ -151,7 +216,7 @@ class FaultProxy:
     def _rule_for(self, method: str, path: str) -> Rule | None:
         with self._lock:
             for rule in self.rules:
-                if rule.matches(method, path) and rule.fires():
+                if rule.matches(method, path) and rule.armed(self.log) and rule.fires():
                     return rule
         return None
 
@@ -184,6 +249,8 @@ class FaultProxy:
             with suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), rule.seconds)
             raise ConnectionResetError  # the client sees a dead connection
+        if rule is not None and rule.action == "accept_any_digest":
+            return await self._accept_any_digest(request, path)
 
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
 
@@ -212,9 +279,13 @@ class FaultProxy:
                     out_headers["Location"] = out_headers["Location"].replace(
                         self.upstream.split("://", 1)[1], self.host
                     )
+                if rule is not None and rule.action == "corrupt":
+                    _override(out_headers, rule.headers)
                 response = web.StreamResponse(status=upstream.status, headers=out_headers)
                 if upstream.headers.get("Content-Length") is not None:
                     response.content_length = int(upstream.headers["Content-Length"])
+                    if rule is not None and rule.action == "corrupt" and request.method != "HEAD":
+                        response.content_length += len(rule.body)
                 await response.prepare(request)
                 self._record(request.method, path, upstream.status, fault)
                 sent = 0
@@ -227,14 +298,74 @@ class FaultProxy:
                         await response.write(chunk[: max(0, rule.after_bytes - sent)])
                         request.transport.close()  # type: ignore[union-attr]
                         return response
+                    if (
+                        rule is not None
+                        and rule.action == "corrupt"
+                        and 0 <= rule.after_bytes - sent < len(chunk)
+                    ):
+                        flipped = bytearray(chunk)
+                        flipped[rule.after_bytes - sent] ^= 0x01
+                        chunk = bytes(flipped)
                     sent += len(chunk)
                     await response.write(chunk)
+                if rule is not None and rule.action == "corrupt" and rule.body and request.method != "HEAD":
+                    await response.write(rule.body)
                 await response.write_eof()
                 return response
         except (ConnectionResetError, aiohttp.ClientError):
             if request.transport is not None:
                 request.transport.close()
             raise ConnectionResetError from None
+
+    async def _accept_any_digest(self, request: web.Request, path: str) -> web.StreamResponse:
+        """A registry that stores whatever arrives: the PUT is read whole (small test
+        blobs), and only when every declared byte came is it passed on, its ``digest=``
+        rewritten to the sha256 of those bytes (so the registry's own check passes), the
+        answer naming the digest the client claimed. A PUT cut short commits nothing."""
+        declared = request.content_length
+        query = dict(parse_qsl(urlsplit(path).query, keep_blank_values=True))
+        received = bytearray()
+        try:
+            async for chunk in request.content.iter_any():
+                received += chunk
+        except Exception:
+            pass  # the client went away mid-body: what came so far is what we saw
+        upload = Upload(path, declared, len(received), declared == len(received), query.get("digest"))
+        with self._lock:
+            self.uploads.append(upload)
+        if not upload.complete:
+            self._record(request.method, path, None, "accept_any_digest")
+            if request.transport is not None:
+                request.transport.close()
+            raise ConnectionResetError
+        upload.actual = "sha256:" + hashlib.sha256(received).hexdigest()
+        query["digest"] = upload.actual
+        forwarded = path.split("?", 1)[0] + "?" + urlencode(query)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        async with self._session.request(
+            "PUT", self.upstream + forwarded, headers=headers, data=bytes(received), allow_redirects=False
+        ) as upstream:
+            body = await upstream.read()
+            out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+            upload.status = upstream.status
+        if upload.claimed:
+            for name, value in list(out_headers.items()):
+                out_headers[name] = value.replace(upload.actual, upload.claimed)
+        if "Location" in out_headers:
+            out_headers["Location"] = out_headers["Location"].replace(
+                self.upstream.split("://", 1)[1], self.host
+            )
+        self._record(request.method, path, upstream.status, "accept_any_digest")
+        return web.Response(status=upstream.status, body=body, headers=out_headers)
+
+
+def _override(headers: dict[str, str], changes: dict[str, str]) -> None:
+    """Set ``changes`` over ``headers`` case-insensitively; an empty value removes."""
+    for name, value in changes.items():
+        for existing in [k for k in headers if k.lower() == name.lower()]:
+            del headers[existing]
+        if value:
+            headers[name] = value
 
 
 @contextmanager

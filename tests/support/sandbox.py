@@ -75,3 +75,41 @@ def registry_token(context: PipelineContext, account: str) -> str:
     creds = context.keychain(account).resolve(context.registry_host(account))
     assert creds is not None
     return f"{creds.username}:{creds.password}"
+
+
+# --- reading the destination itself (ECR, the registry, S3), never cloudops' own account ---
+
+
+def ecr_tags(context: PipelineContext, account: str, repository: str) -> dict[str, str]:
+    """tag -> digest of ``repository`` in the account's ECR, from ECR's control plane
+    (boto3 describe_images); {} when the repository does not exist."""
+    ecr = context.session(account).client("ecr")
+    try:
+        pages = ecr.get_paginator("describe_images").paginate(repositoryName=repository)
+        details = [d for page in pages for d in page["imageDetails"]]
+    except ecr.exceptions.RepositoryNotFoundException:
+        return {}
+    return {tag: str(d["imageDigest"]) for d in details for tag in d.get("imageTags", [])}
+
+
+def registry_digest(context: PipelineContext, account: str, repository: str, reference: str) -> str | None:
+    """sha256 of the manifest the account's registry serves for ``reference``, every blob
+    it names checked present; None when the registry has no such manifest."""
+    import hashlib
+
+    import httpx
+
+    from cloudops.oci import ACCEPT_MANIFESTS
+
+    user, password = registry_token(context, account).split(":", 1)
+    base = f"http://{context.registry_host(account)}/v2/{repository}"
+    with httpx.Client(auth=(user, password), timeout=30) as client:
+        answer = client.get(f"{base}/manifests/{reference}", headers={"Accept": ACCEPT_MANIFESTS})
+        if answer.status_code == 404:
+            return None
+        assert answer.status_code == 200, answer.text
+        manifest = answer.json()
+        for blob in [manifest.get("config"), *manifest.get("layers", [])]:
+            if blob is not None:
+                assert client.head(f"{base}/blobs/{blob['digest']}").status_code == 200, "a missing blob"
+        return "sha256:" + hashlib.sha256(answer.content).hexdigest()

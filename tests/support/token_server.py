@@ -168,6 +168,6 @@ class BearerAuth(httpx.Auth):
             return
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         query = {k: v for k, v in params.items() if k in ("service", "scope")}
-        token = httpx.get(params["realm"], params=query, auth=self._basic).json()["token"]
+        token = httpx.get(params["realm"], params=query, auth=self._basic, timeout=60).json()["token"]
         request.headers["Authorization"] = f"Bearer {token}"
         yield request

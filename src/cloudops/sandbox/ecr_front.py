@@ -22,6 +22,11 @@ Admin endpoints on every port (no auth, loopback only): ``GET /_sandbox/health``
 ``POST /_sandbox/expire-token?count=N``, ``POST /_sandbox/flush`` (forget cached
 repositories and credentials and pending expiries; world.reset calls it).
 
+The parent may bind each account's port itself and hand the listening socket over with
+``--listen-fd ACCOUNT_ID=FD`` (world.up does: the port is then owned from the start, and
+no other process can take it between choosing and binding it); ``listen_port`` is then
+the port that socket is bound to.
+
 Config JSON::
 
     {"moto_url": "http://127.0.0.1:P", "region": "us-west-2", "blob_mounting": false,
@@ -41,6 +46,7 @@ import json
 import logging
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -598,8 +604,11 @@ def _buffered_reply(
 
 
 # -- process entry point ----------------------------------------------------------------------
-async def serve(config: FrontConfig, stop: asyncio.Event | None = None) -> None:
-    """Listen on every account's port until ``stop`` is set (or SIGTERM/SIGINT)."""
+async def serve(
+    config: FrontConfig, stop: asyncio.Event | None = None, fds: dict[str, int] | None = None
+) -> None:
+    """Listen on every account's port until ``stop`` is set (or SIGTERM/SIGINT). ``fds``
+    maps account ids to inherited listening sockets to serve on instead of binding."""
     front = EcrFront(config)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -612,7 +621,12 @@ async def serve(config: FrontConfig, stop: asyncio.Event | None = None) -> None:
             runner = web.AppRunner(front.app(acct), access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
-            site = web.TCPSite(runner, config.listen_host, acct.config.listen_port, reuse_address=True)
+            fd = (fds or {}).get(acct.config.account_id)
+            site: web.BaseSite
+            if fd is not None:
+                site = web.SockSite(runner, socket.socket(fileno=fd))
+            else:
+                site = web.TCPSite(runner, config.listen_host, acct.config.listen_port, reuse_address=True)
             await site.start()
             log.info(
                 "account %s on port %s -> %s",
@@ -633,11 +647,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", required=True, type=Path, help="front config JSON")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--listen-fd",
+        action="append",
+        default=[],
+        metavar="ACCOUNT_ID=FD",
+        help="serve an account on an inherited listening socket (repeatable)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
     )
-    asyncio.run(serve(load_config(args.config)))
+    fds: dict[str, int] = {}
+    for item in args.listen_fd:
+        account_id, sep, fd = item.partition("=")
+        if not sep or not fd.isdigit():
+            parser.error(f"--listen-fd wants ACCOUNT_ID=FD, not {item!r}")
+        fds[account_id] = int(fd)
+    asyncio.run(serve(load_config(args.config), fds=fds))
     return 0
 
 

@@ -15,20 +15,28 @@ The rule is put in front of moto's WSGI application; everything else is moto's o
 on the source bucket of a CopyObject / UploadPartCopy. Only the sandbox and the tests run
 this module: no library code imports moto.
 
-    python -m cloudops.sandbox.moto_server -H 127.0.0.1 -p PORT
+    python -m cloudops.sandbox.moto_server -H 127.0.0.1 -p PORT [--fd FD]
+
+With ``--fd`` it serves on an inherited socket that is already bound and listening on
+PORT (processes.start_moto binds it, so that the port is owned from the start and no other
+process can take it between choosing and binding it).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import signal
 import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import moto.server
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.s3.models import s3_backends
 from moto.s3.responses import S3Response
 from moto.s3.utils import bucket_name_from_url
+from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 
 StartResponse = Callable[..., Any]
@@ -106,9 +114,30 @@ class OwnerCheckingApplication(DomainDispatcherApplication):
 
 
 def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--fd", type=int)
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int)
+    known, _rest = parser.parse_known_args(argv)
+    if known.fd is not None:
+        _serve_inherited(known.fd, known.host, known.port)
+        return
     # moto.server.main builds its app from this module-level name: hand it ours.
     moto.server.DomainDispatcherApplication = OwnerCheckingApplication  # type: ignore[attr-defined]
     moto.server.main(argv)
+
+
+def _serve_inherited(fd: int, host: str, port: int | None) -> None:
+    """What moto.server.main does (threaded werkzeug, moto's request handler), on a socket
+    the parent bound and handed over."""
+    port = port or 0
+    os.environ.setdefault("MOTO_PORT", str(port))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, moto.server.signal_handler)
+    app = OwnerCheckingApplication(create_backend_app)
+    app.debug = True  # type: ignore[attr-defined]  # as moto.server.main
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler, fd=fd)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

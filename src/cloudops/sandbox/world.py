@@ -19,20 +19,23 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import cloudops
 from cloudops.sandbox.processes import (
+    Identify,
     SandboxError,
     ServerProcess,
-    free_port,
+    listening_socket,
     start_moto,
     start_registry,
     wait_for_http,
@@ -246,22 +249,34 @@ def up(root: Path, *, detach: bool = True) -> SandboxState:
         moto = moto_future.result()
         backends = {name: future.result().url for name, future in registry_futures.items()}
 
-        ports = _free_ports(len(ACCOUNTS))
-        front_config = {
-            "moto_url": moto.url,
-            "region": REGION,
-            "blob_mounting": False,
-            "accounts": [
-                {"account_id": ACCOUNTS[name], "listen_port": port, "backend": backends[name]}
-                for name, port in zip(ACCOUNTS, ports, strict=True)
-            ],
-        }
-        (root / "front.json").write_text(json.dumps(front_config, indent=2) + "\n")
-        front = _start_front(root, detach=detach)
+        # The front's ports are bound here and the sockets handed to it: each port is
+        # owned from the start, never free for another process to take meanwhile.
+        sockets = {account_id: listening_socket() for account_id in ACCOUNTS.values()}
+        try:
+            ports = [int(sockets[ACCOUNTS[name]].getsockname()[1]) for name in ACCOUNTS]
+            front_config = {
+                "moto_url": moto.url,
+                "region": REGION,
+                "blob_mounting": False,
+                "accounts": [
+                    {"account_id": ACCOUNTS[name], "listen_port": port, "backend": backends[name]}
+                    for name, port in zip(ACCOUNTS, ports, strict=True)
+                ],
+            }
+            (root / "front.json").write_text(json.dumps(front_config, indent=2) + "\n")
+            front = _start_front(root, detach=detach, fds=sockets)
+        finally:
+            for sock in sockets.values():
+                sock.close()  # the front holds its own copies now
         _remember(front)
         started.append(front)
-        for port in ports:
-            wait_for_http(f"http://127.0.0.1:{port}/_sandbox/health", timeout=30, process=front.popen)
+        for name, port in zip(ACCOUNTS, ports, strict=True):
+            wait_for_http(
+                f"http://127.0.0.1:{port}/_sandbox/health",
+                timeout=120,
+                process=front.popen,
+                identify=_front_of(ACCOUNTS[name]),
+            )
     except BaseException:
         for server in reversed(started):
             _stop(server.pid)
@@ -284,16 +299,20 @@ def up(root: Path, *, detach: bool = True) -> SandboxState:
     return state
 
 
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
+def _front_of(account_id: str) -> Identify:
+    """The ECR-like front's health answer for ``account_id``, and nothing else."""
+
+    def identify(status: int, headers: Mapping[str, str], body: bytes) -> bool:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return False
+        return status == 200 and isinstance(doc, dict) and doc.get("account_id") == account_id
+
+    return identify
 
 
-def _start_front(root: Path, *, detach: bool) -> ServerProcess:
+def _start_front(root: Path, *, detach: bool, fds: dict[str, socket.socket]) -> ServerProcess:
     # The front must not inherit the caller's AWS settings (a profile it cannot read, an
     # endpoint): it talks to moto with explicit keys only.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
@@ -301,11 +320,15 @@ def _start_front(root: Path, *, detach: bool) -> ServerProcess:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
     log = open(root / "front.log", "ab")  # noqa: SIM115 - handed to the child
     popen = subprocess.Popen(
-        [sys.executable, "-m", "cloudops.sandbox.ecr_front", "--config", str(root / "front.json")],
+        [
+            *(sys.executable, "-m", "cloudops.sandbox.ecr_front", "--config", str(root / "front.json")),
+            *(f"--listen-fd={account_id}={sock.fileno()}" for account_id, sock in fds.items()),
+        ],
         stdout=log,
         stderr=log,
         stdin=subprocess.DEVNULL,
         env=env,
+        pass_fds=[sock.fileno() for sock in fds.values()],
         start_new_session=detach,
     )
     log.close()
