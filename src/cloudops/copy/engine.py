@@ -358,6 +358,7 @@ class CopyEngine:
                 raise
             failed = self._failed(request, error, started)
             failed.digest, failed.previous_digest = plan.digest, plan.current_digest
+            result = failed  # what progress hears below: never the "up-to-date" it started as
             return failed
         finally:
             result.seconds = time.monotonic() - started
