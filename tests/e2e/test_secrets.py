@@ -1,11 +1,24 @@
-"""No secret ever appears in output, history records or the HTML report: every command
-runs with credentials and tokens set to recognisable values, at every verbosity, on
-success and on failure."""
+"""No secret ever appears in output, history records, rendered Jenkins jobs or the HTML
+report: every command runs with credentials and tokens set to recognisable values, at
+every verbosity, on success and on failure.
+
+The sandbox's accounts use ``role_arn`` credentials, and moto hands out new random keys and
+session tokens on every ``assume_role``: the keys the cloudops processes really hold are
+known to no one but them and moto. So the watch list is completed AFTER the runs with every
+credential moto has issued (its ``/moto-api/data.json`` model dump), and every output is
+also scanned for the SHAPES of AWS credentials: access key ids (AKIA/ASIA + 16), 40-char
+secret access keys, session tokens (long base64 runs). A look-alike that is not a secret
+must be listed in LOOKALIKES with its reason."""
 
 from __future__ import annotations
 
 import json
+import re
+import urllib.request
 from pathlib import Path
+
+import boto3
+import pytest
 
 from cloudops.sandbox import world
 from tests.support.images import Pusher, make_image, random_layer
@@ -20,20 +33,89 @@ SENTINELS = {
 }
 REGISTRY_PASSWORD = "SentinelRegistryPassw0rd"
 
+# The shapes of AWS credentials. A secret access key is 40 characters of base64's alphabet
+# (moto: letters and digits); mixed case tells it from a hex digest or a git sha.
+ACCESS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
+SECRET_KEY = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+SESSION_TOKEN = re.compile(r"[A-Za-z0-9/+=]{100,}")
+# Strings of those shapes that are not secrets, each with its reason. (None so far: a new
+# one must be added here explicitly, never by loosening the shapes.)
+LOOKALIKES: dict[str, str] = {}
 
-def _secrets(sandbox: world.SandboxState) -> list[str]:
-    """Every secret the runs below can see, the moto-issued ones included."""
+
+def _issued_by_moto(sandbox: world.SandboxState) -> list[dict[str, str]]:
+    """Every credential moto has issued since the last reset: the assumed-role keys and
+    session tokens the cloudops subprocesses hold, and any IAM access keys."""
+    with urllib.request.urlopen(f"{sandbox.moto_url}/moto-api/data.json", timeout=30) as answer:
+        data = json.loads(answer.read())
+    issued = [
+        {
+            "session": role.get("session_name", ""),
+            "AccessKeyId": role["access_key_id"],
+            "SecretAccessKey": role["secret_access_key"],
+            "SessionToken": role["session_token"],
+        }
+        for role in data.get("sts", {}).get("AssumedRole", [])
+    ]
+    issued += [
+        {"session": "", "AccessKeyId": key["access_key_id"], "SecretAccessKey": key["secret_access_key"]}
+        for key in data.get("iam", {}).get("AccessKey", [])
+        if "secret_access_key" in key
+    ]
+    return issued
+
+
+def _secrets(sandbox: world.SandboxState, issued: list[dict[str, str]]) -> list[str]:
+    """Every secret the runs below can see: the sentinels, the test's own keys and every
+    key and session token moto issued (those of the cloudops subprocesses included)."""
     found = [*SENTINELS.values(), REGISTRY_PASSWORD]
     for account in ("build", "qa"):
         keys = assumed_keys(sandbox, account)
         found += [keys["AWS_SECRET_ACCESS_KEY"], keys["AWS_SESSION_TOKEN"]]
+    for creds in issued:
+        found += [creds["SecretAccessKey"], creds.get("SessionToken", "")]
     found.append("-auth-token")  # moto's ECR registry password is "<account>-auth-token"
-    return found
+    return [s for s in found if s]
 
 
 def _assert_clean(text: str, secrets: list[str], where: str) -> None:
+    # pytest.fail, not assert: the failure report must not print the secret either.
     for secret in secrets:
-        assert secret not in text, f"a secret leaked into {where}"
+        if secret in text:
+            pytest.fail(f"a secret ({secret[:4]}...) leaked into {where}")
+    for shape, what in (
+        (ACCESS_KEY_ID, "an AWS access key id"),
+        (SECRET_KEY, "an AWS secret access key"),
+        (SESSION_TOKEN, "an AWS session token"),
+    ):
+        for match in shape.finditer(text):
+            if shape is SECRET_KEY and (match.group().lower() == match.group() or match.group().isupper()):
+                continue  # one case only: a hex digest or sha, not a secret key
+            if match.group() not in LOOKALIKES:
+                pytest.fail(f"{what} ({match.group()[:4]}...) in {where}")
+
+
+def _bucket_texts(sandbox: world.SandboxState) -> dict[str, str]:
+    """Every object cloudops wrote into the accounts' buckets, read straight from S3
+    (records, daily indexes, locks, current.json), package zips aside."""
+    texts: dict[str, str] = {}
+    for account, account_id in world.ACCOUNTS.items():
+        keys = assumed_keys(sandbox, account)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=sandbox.moto_url,
+            region_name=world.REGION,
+            aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=keys["AWS_SESSION_TOKEN"],
+        )
+        bucket = f"ep-cloudops-{account_id}"
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith(".zip"):
+                    body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                    texts[f"s3://{bucket}/{item['Key']}"] = body.decode("utf-8", errors="replace")
+    return texts
 
 
 def test_no_command_prints_or_records_a_secret(
@@ -43,7 +125,6 @@ def test_no_command_prints_or_records_a_secret(
     ctx = context_for(sandbox.pipeline)
     init_all(ctx)
     publish(ctx, "build", "ep/cortex", "1.0")
-    secrets = _secrets(sandbox)
     env = {
         **SENTINELS,
         "AWS_ACCESS_KEY_ID": "AKIASENTINELKEYID01",
@@ -51,11 +132,11 @@ def test_no_command_prints_or_records_a_secret(
         "CLOUDOPS_SRC_CREDS": f"builder:{REGISTRY_PASSWORD}",
         "CLOUDOPS_DEST_CREDS": f"promoter:{REGISTRY_PASSWORD}",
     }
-    broken = tmp_path / "broken-pipeline.yaml"
+    broken = tmp_path / "broken-pipeline.yaml"  # qa's role acts in preprod: the guard refuses
     broken.write_text(
-        sandbox.pipeline.read_text()
-        .replace('role/cloudops"}}\n  qa', 'role/cloudops"}}\n  qa', 1)
-        .replace("arn:aws:iam::222222222222:role/cloudops", "arn:aws:iam::333333333333:role/cloudops")
+        sandbox.pipeline.read_text().replace(
+            "arn:aws:iam::222222222222:role/cloudops", "arn:aws:iam::333333333333:role/cloudops"
+        )
     )
     authed = make_registry(auth=("builder", REGISTRY_PASSWORD))
     plain = make_registry()
@@ -76,8 +157,12 @@ def test_no_command_prints_or_records_a_secret(
         ([*promote, "1.0"], env),
         ([*promote, "nope"], env),
         ([*promote, "1.0", "--pipeline", str(broken)], env),
+        # The source's static keys from $SOURCE_*: moto places unknown keys in its default
+        # account, so the guard refuses them (the error path with the sentinel keys loaded).
+        ([*promote, "1.0", "--source-credentials-env", "SOURCE"], env),
         (["promote", "package", "--to", "qa"], env),
         (["init", "qa"], env),
+        (["init", "qa", "--pipeline", str(broken)], env),
         (["history"], env),
         (copy, env),
         (copy, wrong_creds),
@@ -92,17 +177,46 @@ def test_no_command_prints_or_records_a_secret(
     runs.append(cloudops("status", "--html", str(html), env=env))
     for mode in ([], ["--json"]):
         runs.append(cloudops("status", *mode, env=env))
+        runs.append(cloudops("status", *mode, "--pipeline", str(broken), env=env))
     runs.append(cloudops("audit", "--json", env=env))
+    jobs = tmp_path / "jobs"
+    for account in ("qa", "prod"):
+        runs.append(
+            cloudops("jenkins", "render", "--account", account, "--out", str(jobs / account), env=env)
+        )
+    history = cloudops("history", "--json", env=env)
+    runs.append(history)
 
-    assert {r.returncode for r in runs} & {0} and {r.returncode for r in runs} - {0}  # successes and failures
+    codes = [r.returncode for r in runs]
+    assert 0 in codes and 3 in codes and {1, 2} & set(codes), codes  # successes, guard refusals, failures
+    source_run = runs[3]  # --source-credentials-env SOURCE, human output
+    assert source_run.returncode == 3 and "belong to account" in source_run.stderr, source_run.stderr
+
+    # Only now is the watch list complete: moto has issued every subprocess's keys.
+    issued = _issued_by_moto(sandbox)
+    sessions = {creds["session"] for creds in issued}
+    assert {"cloudops-build", "cloudops-qa"} <= sessions, sessions  # the subprocesses' own sessions
+    for creds in issued:  # the shapes below would catch each of them, wherever it leaked
+        assert ACCESS_KEY_ID.fullmatch(creds["AccessKeyId"]), creds["AccessKeyId"]
+        assert SECRET_KEY.fullmatch(creds["SecretAccessKey"])
+        assert "SessionToken" not in creds or SESSION_TOKEN.fullmatch(creds["SessionToken"])
+    secrets = _secrets(sandbox, issued)
     for run in runs:
-        _assert_clean(run.stdout + run.stderr, secrets, f"the output of {run.args[3:6]}")
+        _assert_clean(run.stdout + run.stderr, secrets, f"the output of {run.args[3:]}")
         assert "Traceback" not in run.stderr
-    records = json.loads(cloudops("history", "--json", env=env).stdout)["records"]
+    records = json.loads(history.stdout)["records"]
     assert records, "the promotions above should have been recorded"
     _assert_clean(json.dumps(records), secrets, "history records")
-    if html.exists():
-        _assert_clean(html.read_text(), secrets, "the HTML report")
+    objects = _bucket_texts(sandbox)
+    assert any("/history" in key or "record" in key for key in objects), sorted(objects)
+    for key, text in objects.items():
+        _assert_clean(text, secrets, key)
+    rendered = sorted(p for p in jobs.rglob("*") if p.is_file())
+    assert len(rendered) >= 8, rendered  # both accounts' jobs were written
+    for path in rendered:
+        _assert_clean(path.read_text(), secrets, f"the rendered Jenkins file {path.relative_to(jobs)}")
+    assert html.is_file(), "status --html wrote no page"
+    _assert_clean(html.read_text(), secrets, "the HTML report")
 
 
 # Secrets inside URLs, in keys that are not named like secrets (issue 12, section 5).
@@ -112,6 +226,15 @@ URL_SECRETS = {
     "EP_ARCHIVE_DB_URL": "mysql://{a}-archive.ep.internal/x?useSSL=true&pwd=SentinelAmpPwd23",
     "EP_MSSQL_URL": "jdbc:sqlserver://{a}-mssql.ep.internal:1433;user=ep;password=SentinelJdbcProp5;encrypt=true",
     "EP_LEGACY_DB_URL": "jdbc:oracle:thin:ep/SentinelOraclePw8@//{a}-ora.ep.internal:1521/svc",
+    # The review's forms: a Go DSN (tcp and unix), a user name holding "@", ",", ";", "(",
+    # ")" and a space inside a password, Connector/J's (password=), a braced JDBC value.
+    # "Sentinel" on both sides of every odd character: no part of a password may show.
+    "EP_GO_DSN": "ep:Sentinel;Sentinel@tcp({a}-go.ep.internal:3306)/x",
+    "EP_GO_SOCKET_DSN": "ep:Sentinel,Sentinel@unix(/run/{a}/mysqld.sock)/x",
+    "EP_SMTP_URL": "smtp://mailer@ep.example:Sentinel(Smtp)Sentinel@{a}-smtp.ep.internal:587",
+    "EP_SPACE_DB_URL": "mysql://ep:Sentinel Sentinel@{a}-space.ep.internal/x",
+    "EP_CJ_DB_URL": "jdbc:mysql://address=(host={a}-cj.ep.internal)(user=ep)(password=SentinelCj)/x",
+    "EP_BRACE_MSSQL_URL": "jdbc:sqlserver://{a}-brace.ep.internal;password={{Sentinel;Sentinel22}}",
 }
 
 
@@ -162,3 +285,11 @@ def test_config_outputs_never_show_a_secret_inside_a_url(sandbox: world.SandboxS
         "&password=****" in keys["EP_REPORT_DB_URL"]["a"] and ";password=****;" in keys["EP_MSSQL_URL"]["b"]
     )
     assert keys["EP_ADMIN_DB_URL"]["b"] == "jdbc:mysql://admin:****@prod-admin.ep.internal/a"
+    assert keys["EP_GO_DSN"]["b"] == "ep:****@tcp(prod-go.ep.internal:3306)/x"
+    assert keys["EP_SMTP_URL"]["a"] == "smtp://mailer@ep.example:****@qa-smtp.ep.internal:587"
+    assert keys["EP_SPACE_DB_URL"]["a"] == "mysql://ep:****@qa-space.ep.internal/x"
+    assert (
+        keys["EP_CJ_DB_URL"]["b"]
+        == "jdbc:mysql://address=(host=prod-cj.ep.internal)(user=ep)(password=****)/x"
+    )
+    assert keys["EP_BRACE_MSSQL_URL"]["b"] == "jdbc:sqlserver://prod-brace.ep.internal;password=****"

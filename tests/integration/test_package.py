@@ -13,7 +13,7 @@ from typing import Any
 
 from cloudops.sandbox.seed import build_package
 from tests.support.run import assert_clean_failure, cloudops
-from tests.support.sandbox import assumed_keys, publish
+from tests.support.sandbox import assumed_keys, ecr_tags, publish, registry_digest
 
 MiB = 1024 * 1024
 KEY = "deployment-package/versions/{v}/ext-deployment-package.zip"
@@ -207,13 +207,33 @@ class TestBadInput:
         assert_clean_failure(other, 3, "already exists", "immutable")
 
 
+def _package_in(ctx: Any, account: str) -> tuple[str | None, str | None]:
+    """(version current.json names, sha256 of the bytes stored under the key it names),
+    read straight from the account's bucket."""
+    pointer = _current(ctx, account)
+    if pointer is None:
+        return None, None
+    body = (
+        _s3(ctx, account).get_object(Bucket=ctx.pipeline.bucket(account), Key=pointer["key"])["Body"].read()
+    )
+    import hashlib
+
+    return pointer["version"], hashlib.sha256(body).hexdigest()
+
+
+def _package_keys(ctx: Any, account: str) -> list[str]:
+    listing = _s3(ctx, account).list_objects_v2(
+        Bucket=ctx.pipeline.bucket(account), Prefix="deployment-package/"
+    )
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
 def test_release_promotes_images_and_package_and_a_failed_part_completes_on_rerun(
     ctx, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     cortex = publish(ctx, "build", "ep/cortex", "8.6.0")
-    assert (
-        cloudops("package", "publish", str(_package(tmp_path, "8.6.0")), "--version", "8.6.0").returncode == 0
-    )
+    package = _package(tmp_path, "8.6.0")
+    assert cloudops("package", "publish", str(package), "--version", "8.6.0").returncode == 0
     release = tmp_path / "release.yaml"
     release.write_text(
         'release: "2026.12"\nimages:\n  - {repository: ep/cortex, tag: "8.6.0"}\n'
@@ -221,7 +241,10 @@ def test_release_promotes_images_and_package_and_a_failed_part_completes_on_reru
     )
     dry = cloudops("promote", "release", "--to", "qa", "--release", str(release), "--dry-run", "--json")
     assert dry.returncode == 1  # ep/search:8.6.0 is missing: the plan says so
-    assert _current(ctx, "qa") is None
+    # Read qa itself: the dry run wrote nothing into its ECR, its registry or its bucket.
+    assert ecr_tags(ctx, "qa", "ep/cortex") == {} and ecr_tags(ctx, "qa", "ep/search") == {}
+    assert registry_digest(ctx, "qa", "ep/cortex", "8.6.0") is None
+    assert _current(ctx, "qa") is None and _package_keys(ctx, "qa") == []
 
     failed = cloudops("promote", "release", "--to", "qa", "--release", str(release), "--json")
     assert failed.returncode == 1
@@ -230,12 +253,22 @@ def test_release_promotes_images_and_package_and_a_failed_part_completes_on_reru
         "status"
     ] == "promoted"
     assert "ep/search:8.6.0 does not exist" in failed.stderr
+    # What is really in qa: cortex by the build's digest (ECR and the registry), no search,
+    # and the package's very bytes under the version current.json names.
+    assert ecr_tags(ctx, "qa", "ep/cortex") == {"8.6.0": cortex}
+    assert registry_digest(ctx, "qa", "ep/cortex", "8.6.0") == cortex
+    assert ecr_tags(ctx, "qa", "ep/search") == {}
+    assert _package_in(ctx, "qa") == ("8.6.0", _sha256(package))
 
-    publish(ctx, "build", "ep/search", "8.6.0")
+    search = publish(ctx, "build", "ep/search", "8.6.0")
     done = cloudops("promote", "release", "--to", "qa", "--release", str(release), "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert [i["status"] for i in doc["images"]] == ["already-promoted", "promoted"]
     assert doc["images"][0]["source_digest"] == cortex and doc["package"]["status"] == "already-promoted"
+    assert ecr_tags(ctx, "qa", "ep/cortex") == {"8.6.0": cortex}
+    assert ecr_tags(ctx, "qa", "ep/search") == {"8.6.0": search}
+    assert registry_digest(ctx, "qa", "ep/search", "8.6.0") == search
+    assert _package_in(ctx, "qa") == ("8.6.0", _sha256(package))
     records = json.loads(cloudops("history", "--account", "qa", "--json").stdout)["records"]
     assert [r["result"] for r in records if r["kind"] == "release"] == ["failed", "promoted"]

@@ -177,15 +177,46 @@ def test_missing_source_tag_and_unknown_account(ctx) -> None:  # type: ignore[no
     assert_clean_failure(result, 2, "unknown account 'staging'")
 
 
+def _account_as_aws_sees_it(sandbox: world.SandboxState, account: str) -> dict[str, object]:
+    """The account's ECR repositories and S3 buckets, read with boto3 and the account's own
+    keys (not through cloudops)."""
+    import boto3
+
+    keys = assumed_keys(sandbox, account)
+    kwargs = {
+        "endpoint_url": sandbox.moto_url,
+        "region_name": world.REGION,
+        "aws_access_key_id": keys["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": keys["AWS_SECRET_ACCESS_KEY"],
+        "aws_session_token": keys["AWS_SESSION_TOKEN"],
+    }
+    ecr, s3 = boto3.client("ecr", **kwargs), boto3.client("s3", **kwargs)
+    repositories = {
+        r["repositoryName"]: r["imageTagMutability"] for r in ecr.describe_repositories()["repositories"]
+    }
+    buckets = {
+        b["Name"]: s3.get_bucket_versioning(Bucket=b["Name"]).get("Status")
+        for b in s3.list_buckets()["Buckets"]
+    }
+    return {"repositories": repositories, "buckets": buckets}
+
+
 def test_init_is_idempotent_and_dry_run_changes_nothing(sandbox) -> None:  # type: ignore[no-untyped-def]
     world.reset(sandbox)
+    empty = {"repositories": {}, "buckets": {}}
+    assert _account_as_aws_sees_it(sandbox, "qa") == empty
     dry = cloudops("init", "qa", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["repositories"]["ep/cortex"] == "created"
+    assert _account_as_aws_sees_it(sandbox, "qa") == empty, "the dry run created something"
     first = cloudops("init", "qa", "--json")
-    assert json.loads(first.stdout)["changed"] is True  # the dry run created nothing
+    assert json.loads(first.stdout)["changed"] is True
+    after = _account_as_aws_sees_it(sandbox, "qa")
+    assert after["repositories"] == dict.fromkeys(world.IMAGES, "IMMUTABLE")
+    assert after["buckets"] == {"ep-cloudops-222222222222": "Enabled"}
     second = cloudops("init", "qa")
     assert second.returncode == 0 and "nothing changed" in second.stderr
+    assert _account_as_aws_sees_it(sandbox, "qa") == after
 
 
 def test_bad_pipeline_file_is_one_clear_message(tmp_path: Path) -> None:
