@@ -4,12 +4,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := docker-registry skopeo awscli chromium
 
-.PHONY: test demo lint typecheck bench bench-package bench-status sysdeps venv unit clean soak
+.PHONY: test demo lint typecheck bench bench-package bench-status sysdeps venv unit clean soak mutants
 
 # Lint and types first (seconds), then every test: unit, integration (real registries,
 # moto server, skopeo, the AWS CLI, chromium), e2e.
+# Property tests run derandomized here (hypothesis profile "ci": the same examples on every
+# run); `make soak` runs them randomized.
 test: sysdeps $(STAMP) lint typecheck
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --hypothesis-profile=ci $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
@@ -59,5 +61,13 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # Longer fault and kill -9 loops against the sandbox; prints a table (inconsistencies must be 0).
+# First the unit property tests with new random examples (hypothesis profile "random").
 soak: sysdeps $(STAMP)
+	$(PY) -m pytest -q tests/unit --hypothesis-profile=random
 	$(PY) -m tests.soak --rounds $(or $(ROUNDS),10)
+
+# Named mutations of the safety-critical code, each on a scratch copy with the tests that
+# should notice; prints mutant, killing test, seconds (docs/testing.md). Not part of `test`.
+# A subset: make mutants MUTANTS=account-guard,blob-sha256
+mutants: sysdeps $(STAMP)
+	$(PY) -m tests.mutants $(if $(MUTANTS),--only $(MUTANTS)) $(MUTANTS_ARGS)

@@ -1,0 +1,623 @@
+"""The mutants: one named break of each promise the README and docs/ make.
+
+Each mutant is a list of exact text replacements in files under src/. The text to replace
+must occur exactly once in its file, or the runner refuses to start: a refactor can never
+turn a mutant silently into a no-op. ``tests`` are pytest node ids or file paths relative
+to the repository root, run in the order given with ``-x``; a path may be a glob (for
+test files that other work adds), and a mutant whose globs match nothing is reported as
+"no tests" (not killed). Keep each list to the few tests that should kill the mutant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Edit:
+    file: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    promise: str
+    edits: tuple[Edit, ...]
+    tests: tuple[str, ...]
+
+
+def _m(name: str, promise: str, tests: tuple[str, ...], *edits: tuple[str, str, str]) -> Mutant:
+    return Mutant(name, promise, tuple(Edit(f, o, n) for f, o, n in edits), tests)
+
+
+STAGES = "src/cloudops/pipeline/stages.py"
+GUARD = "src/cloudops/aws/guard.py"
+PROMOTE = "src/cloudops/pipeline/promote.py"
+PACKAGE = "src/cloudops/package.py"
+HISTORY = "src/cloudops/pipeline/history.py"
+MODEL = "src/cloudops/pipeline/model.py"
+OWNER = "src/cloudops/aws/s3_owner.py"
+S3 = "src/cloudops/aws/s3.py"
+S3_STREAM = "src/cloudops/aws/s3_stream.py"
+ENGINE = "src/cloudops/copy/engine.py"
+PLAN = "src/cloudops/copy/plan.py"
+BULK = "src/cloudops/registry/bulk.py"
+CLIENT = "src/cloudops/registry/client.py"
+TRUST = "src/cloudops/registry/trust.py"
+TRANSPORT = "src/cloudops/registry/transport.py"
+ECR = "src/cloudops/aws/ecr.py"
+RECORDS = "src/cloudops/pipeline/records.py"
+TEXT = "src/cloudops/text.py"
+OUTPUT = "src/cloudops/cli/output.py"
+SECRETS = "src/cloudops/config/secrets.py"
+YAMLLOAD = "src/cloudops/pipeline/yamlload.py"
+
+# Test files other work adds (issue 18); globbed, so their exact names do not matter.
+CORRUPT_BLOBS = "tests/integration/test_corrupt*.py"
+READBACKS = "tests/integration/test_*read*back*.py"
+MEMORY = "tests/integration/test_memory*.py"
+HOST_GUARD = "tests/integration/test_registry_host*.py"
+E2E_SECRETS = "tests/e2e/test_secrets.py"
+
+# The guard's lookup without its check (the ARN stays real, so records are unchanged).
+CALLER = '__import__("cloudops.aws.guard", fromlist=["caller_account"]).caller_account'
+
+PROMOTION = "tests/integration/test_promotion.py"
+PKG = "tests/integration/test_package.py"
+BUCKET_OWNER = "tests/integration/test_bucket_owner.py"
+HISTORY_TRUST = "tests/integration/test_history_trust.py"
+CRED_RULE = "tests/unit/test_credential_rule.py"
+CRED_BOUNDS = "tests/integration/test_credential_boundaries.py"
+ZIP = "tests/unit/test_zip_safety.py"
+HOSTILE = "tests/unit/test_hostile_input.py"
+PIPE_TRUST = "tests/unit/test_pipeline_trust.py"
+MASKING = "tests/unit/test_secret_masking.py"
+
+MUTANTS: tuple[Mutant, ...] = (
+    # -- guard rails: stage order -----------------------------------------------------------
+    _m(
+        "stage-order-backwards",
+        "promotions go forward through the stages",
+        ("tests/unit/test_pipeline_model.py::test_stage_rules",),
+        (
+            STAGES,
+            "    if stages.index(chosen) >= stages.index(to):",
+            "    if stages.index(chosen) >= stages.index(to) and False:",
+        ),
+    ),
+    _m(
+        "stage-skip",
+        "no stage is skipped unless allow_stage_skip",
+        (f"{PROMOTION}::test_stage_skipping_is_refused",),
+        (
+            STAGES,
+            "    if chosen != previous and not pipeline.allow_stage_skip:",
+            "    if chosen != previous and not pipeline.allow_stage_skip and False:",
+        ),
+    ),
+    # -- guard rails: the account guard --------------------------------------------------------
+    _m(
+        "account-guard",
+        "credentials act in the account they are used for (STS identity), exit 3",
+        # CLI only: killing this proves the subprocesses run the scratch copy.
+        (f"{PROMOTION}::test_guard_refuses_credentials_of_another_account",),
+        (GUARD, "    if actual != expected:", "    if actual != expected and False:"),
+    ),
+    _m(
+        "account-guard-image-destination",
+        "an image promotion checks the destination's credentials before writing its ECR",
+        (f"{PROMOTION}::test_guard_refuses_credentials_of_another_account",),
+        (
+            PROMOTE,
+            '    arn = require_account(destination, purpose=f"promote into {route.destination!r}")',
+            f"    arn = {CALLER}(destination)[1]",
+        ),
+    ),
+    _m(
+        "account-guard-image-source",
+        "an image promotion checks the source's credentials before reading",
+        (PROMOTION, "tests/integration/test_jenkins.py"),
+        (
+            PROMOTE,
+            '    require_account(context.session(route.source), purpose=f"read from {route.source!r}")',
+            "    pass  # mutant: source credentials unchecked",
+        ),
+    ),
+    _m(
+        "account-guard-package-destination",
+        "a package promotion checks the destination's credentials before writing S3",
+        (f"{PKG}::test_publish_then_promote_through_every_account_with_equal_checksums", BUCKET_OWNER),
+        (
+            PACKAGE,
+            '    arn = require_account(destination.session, purpose=f"promote the package into {to!r}")',
+            f"    arn = {CALLER}(destination.session)[1]",
+        ),
+    ),
+    _m(
+        "account-guard-history",
+        "history is read only with credentials that act in that account",
+        ("tests/integration/test_status.py::test_history_reads_no_account_whose_credentials_act_in_another",),
+        (
+            HISTORY,
+            '            require_account(session, purpose=f"read the promotion history of account {name!r}")',
+            "            pass  # mutant: history read with any credentials",
+        ),
+    ),
+    # -- guard rails: registry hosts -------------------------------------------------------------
+    _m(
+        "registry-host-foreign-ecr",
+        "an ECR host written to carries the account's own id and region, exit 3",
+        (HOST_GUARD,),
+        (
+            GUARD,
+            "    if ecr.account_id != session.account.account_id or ecr.region != session.account.region:",
+            "    if False:  # mutant: any ECR host accepted",
+        ),
+    ),
+    _m(
+        "pipeline-foreign-ecr-host",
+        "pipeline.yaml may not map an account to another account's ECR host, exit 2",
+        (f"{PIPE_TRUST}::test_an_ecr_host_of_another_account_is_refused",),
+        (
+            MODEL,
+            "        if mapped and ecr is not None and (ecr.account_id, ecr.region) != own:",
+            "        if False:  # mutant",
+        ),
+    ),
+    # -- guard rails: S3 bucket owner (issue 12) ----------------------------------------------
+    _m(
+        "s3-owner-refusal",
+        "a bucket another account owns is a guard refusal (exit 3), nothing read or written",
+        (BUCKET_OWNER,),
+        (
+            OWNER,
+            "        if code in _DENIED:\n            raise buckets.refusal(bucket) from None",
+            "        if code in _DENIED:\n            return True",
+        ),
+    ),
+    _m(
+        "s3-owner-first-touch",
+        "every S3 client checks a bucket's owner before its first call on it",
+        (BUCKET_OWNER,),
+        (OWNER, "        check_owner(owned, buckets, str(bucket))", "        pass  # mutant"),
+    ),
+    _m(
+        "s3-owner-param",
+        "every S3 call carries ExpectedBucketOwner=<the account id>",
+        (BUCKET_OWNER,),
+        (
+            OWNER,
+            "            params.setdefault(OWNER_PARAM, buckets.account_id)",
+            "            pass  # mutant",
+        ),
+    ),
+    # -- guard rails: tags never move, immutability ---------------------------------------------
+    _m(
+        "tag-moves-promote",
+        "tags never move: a promotion onto a tag naming another digest is refused, exit 3",
+        (f"{PROMOTION}::test_tags_never_move",),
+        (
+            PROMOTE,
+            "                if current is None:\n",
+            "                if current is None or current.digest != head.digest:\n",
+        ),
+        (
+            PROMOTE,
+            "report = await engine.copy(requests, allow_tag_move=False)",
+            "report = await engine.copy(requests)",
+        ),
+    ),
+    _m(
+        "tag-moves-copy-plan",
+        "the copy engine refuses to move a tag unless allowed",
+        (
+            "tests/unit/test_plan.py",
+            "tests/integration/test_copy.py::test_tag_move_is_refused_when_not_allowed",
+        ),
+        (
+            PLAN,
+            "        if state.tag_digest is not None and not self._allow_tag_move:",
+            "        if state.tag_digest is not None and not self._allow_tag_move and False:",
+        ),
+    ),
+    _m(
+        "ecr-mutable",
+        "`init` makes every repository tag-immutable (and fixes one that is not)",
+        (PROMOTION, "tests/integration/test_audit.py"),
+        (
+            ECR,
+            "                        repositoryName=state.name,\n"
+            '                        imageTagMutability="IMMUTABLE",',
+            "                        repositoryName=state.name,\n"
+            '                        imageTagMutability="MUTABLE",',
+        ),
+        (ECR, "            if not state.immutable:", "            if False:  # mutant"),
+    ),
+    _m(
+        "package-version-overwrite-publish",
+        "a package version is immutable: other bytes under it are refused, exit 3",
+        (f"{PKG}::TestBadInput::test_version_is_immutable",),
+        (PACKAGE, "        if existing.sha256 != package.sha256:", "        if False:  # mutant"),
+    ),
+    _m(
+        "package-version-overwrite-promote",
+        "a promotion never replaces a destination's package version that has other content",
+        (
+            f"{PKG}::test_publish_then_promote_through_every_account_with_equal_checksums",
+            "tests/integration/test_faults_pipeline.py::test_two_package_promotions_at_once",
+        ),
+        (
+            PACKAGE,
+            "    if present is not None and present.sha256 != source.sha256:",
+            "    if False:  # mutant",
+        ),
+    ),
+    # -- verifications: blobs ---------------------------------------------------------------------
+    _m(
+        "blob-sha256",
+        "cloudops' own sha256 of every blob's bytes (a corrupt blob is never committed)",
+        (
+            CORRUPT_BLOBS,
+            "tests/integration/test_faults_copy.py::test_corrupt_blob_served_by_the_source_is_refused",
+        ),
+        (ENGINE, "        if actual != self._transfer.digest:", "        if False:  # mutant"),
+    ),
+    _m(
+        "blob-size",
+        "a blob is exactly its declared size (reading stops past it)",
+        (CORRUPT_BLOBS,),
+        (ENGINE, "        if self._received > self._transfer.size:", "        if False:  # mutant"),
+        (ENGINE, "        if self._received != self._transfer.size:", "        if False:  # mutant"),
+    ),
+    _m(
+        "blob-hold-back",
+        "the last chunk of a blob upload is sent only after size and sha256 passed",
+        (CORRUPT_BLOBS,),
+        (
+            BULK,
+            "                if pending is not None:\n"
+            "                    self._send(put_conn, pending[0])\n"
+            "                    free.put(pending[1])\n"
+            "                pending = item\n",
+            "                self._send(put_conn, item[0])  # mutant: nothing held back\n"
+            "                free.put(item[1])\n",
+        ),
+    ),
+    _m(
+        "tag-read-back",
+        "after a copy the tag is read back and must name the source digest",
+        (READBACKS,),
+        (ENGINE, "            await self._verify(dst, plan)\n", "            pass  # mutant: no read-back\n"),
+    ),
+    _m(
+        "blob-redirect-keeps-auth",
+        "a redirected blob read goes to another host without the Authorization header",
+        (CRED_BOUNDS, "tests/integration/test_ecr_front.py"),
+        (
+            BULK,
+            "                    headers = {k: v for k, v in headers.items()"
+            ' if k.lower() != "authorization"}',
+            "                    pass  # mutant",
+        ),
+    ),
+    # -- verifications: the deployment package ---------------------------------------------------
+    _m(
+        "package-sha256",
+        "cloudops' own SHA-256 of the package stream must equal the recorded one before commit",
+        (f"{PKG}::test_source_whose_bytes_do_not_match_their_checksum_is_refused",),
+        (S3_STREAM, "    if expected is not None and actual != expected:", "    if False:  # mutant"),
+    ),
+    _m(
+        "package-read-back",
+        "the new package object is read back and hashed before current.json moves",
+        (READBACKS,),
+        (PACKAGE, "    if actual != sha256 or got != size:", "    if False:  # mutant"),
+    ),
+    # -- secrets ------------------------------------------------------------------------------------
+    _m(
+        "secret-in-guard-error",
+        "AWS credentials are never printed (the account guard's error path)",
+        (E2E_SECRETS,),
+        (
+            GUARD,
+            '            f"belong to account {actual}",',
+            '            f"belong to account {actual} (key {session.session.get_credentials().secret_key} "\n'
+            '            f"token {session.session.get_credentials().token})",',
+        ),
+    ),
+    _m(
+        "secret-key-unmasked",
+        "values of secret-named config keys are never printed",
+        (
+            MASKING,
+            "tests/unit/test_config_check.py::test_cli_check_and_diff_never_print_a_secret",
+            E2E_SECRETS,
+        ),
+        (SECRETS, "        return mask(value)", "        return value"),
+    ),
+    _m(
+        "secret-url-password",
+        "the password inside a URL is masked (the host kept)",
+        (MASKING,),
+        (
+            SECRETS,
+            "_EMBEDDED = (_URL_PASSWORD, _PARAM_SECRET, _SLASH_PASSWORD)",
+            "_EMBEDDED = (_PARAM_SECRET, _SLASH_PASSWORD)",
+        ),
+    ),
+    _m(
+        "secret-pem-block",
+        "PEM private key blocks are masked in any value",
+        (MASKING,),
+        (SECRETS, "    value = _PEM_PRIVATE.sub(MASK, value)", "    pass  # mutant"),
+    ),
+    # -- memory bound ---------------------------------------------------------------------------
+    _m(
+        "memory-blob-buffered",
+        "a blob moves in a few 1 MiB buffers, never whole in memory",
+        (MEMORY,),
+        (BULK, "                buffer = free.get()", "                buffer = bytearray(CHUNK)  # mutant"),
+        (
+            BULK,
+            "        reader.start()\n",
+            "        reader.start()\n        reader.join()  # mutant: all read first\n",
+        ),
+    ),
+    _m(
+        "memory-package-whole",
+        "a package moves in parts (about workers x part size in memory), never whole",
+        (MEMORY, f"{PKG}::test_large_package_goes_multipart_and_verifies"),
+        (S3_STREAM, "    if size < settings.multipart_threshold:", "    if True:  # mutant"),
+    ),
+    _m(
+        "memory-package-read-ahead",
+        "at most `workers` package parts are in memory at once",
+        (MEMORY,),
+        (
+            S3_STREAM,
+            "    slots = threading.BoundedSemaphore(settings.workers)",
+            "    slots = threading.Semaphore(1 << 20)  # mutant: reads run ahead of the uploads",
+        ),
+    ),
+    _m(
+        "memory-manifest-read-whole",
+        "a manifest over 4 MiB is refused before being read whole",
+        (
+            "tests/integration/test_faults_copy.py::test_manifest_over_four_mib_is_refused_before_being_read_whole",
+        ),
+        (CLIENT, "            if declared > MAX_MANIFEST_BYTES:", "            if False:  # mutant"),
+        (CLIENT, "                if len(body) > MAX_MANIFEST_BYTES:", "                if False:  # mutant"),
+    ),
+    # -- history ----------------------------------------------------------------------------------
+    _m(
+        "history-overwrite",
+        "the promotion log is append-only: a record never overwrites another (If-None-Match)",
+        ("tests/integration/test_history_daily.py", HISTORY_TRUST),
+        (
+            S3,
+            '                ContentType="application/json",\n                IfNoneMatch="*",\n',
+            '                ContentType="application/json",\n',
+        ),
+    ),
+    _m(
+        "history-daily-overwrite",
+        "a daily history object is never overwritten",
+        ("tests/integration/test_history_daily.py",),
+        (
+            S3,
+            '                ContentType="application/x-ndjson",\n                IfNoneMatch="*",\n',
+            '                ContentType="application/x-ndjson",\n',
+        ),
+    ),
+    _m(
+        "record-attribution",
+        "a record is its bucket's account's; one claiming another account is a finding",
+        (f"{HISTORY_TRUST}::test_a_record_in_qa_claiming_prod_is_qas_with_a_finding",),
+        (
+            RECORDS,
+            "    if record.destination_account != account or record.destination_account_id != account_id:",
+            "    if False:  # mutant",
+        ),
+    ),
+    _m(
+        "record-bytes-unbounded",
+        "record fields are validated with bounds (bytes 0..2^53)",
+        (f"{HISTORY_TRUST}::test_invalid_and_oversized_records_are_listed_unreadable",),
+        (
+            RECORDS,
+            "    bytes: Annotated[StrictInt, Field(ge=0, le=MAX_BYTES)] = 0",
+            "    bytes: int = 0  # mutant",
+        ),
+    ),
+    _m(
+        "record-size-bound",
+        "a record body over 64 KiB is refused, also when the object grew after it was listed",
+        (HISTORY_TRUST,),
+        (RECORDS, "    if len(body) > MAX_RECORD_BYTES:", "    if False:  # mutant"),
+    ),
+    _m(
+        "record-listed-size",
+        "a history object listed over 64 KiB is refused unread",
+        (f"{HISTORY_TRUST}::test_invalid_and_oversized_records_are_listed_unreadable",),
+        (HISTORY, "        elif stored.size > MAX_RECORD_BYTES:", "        elif False:  # mutant"),
+    ),
+    _m(
+        "record-read-whole",
+        "at most 64 KiB + 1 bytes of a history object are ever read",
+        (f"{HISTORY_TRUST}::test_an_object_that_grew_past_the_bound_is_never_read_whole",),
+        (
+            S3,
+            '                Range=f"bytes=0-{max_bytes}",\n'
+            "                ExpectedBucketOwner=self.session.account.account_id,\n"
+            "            )\n"
+            '            body = answer["Body"]\n'
+            "            try:\n"
+            "                data: bytes = body.read(max_bytes + 1)",
+            "                ExpectedBucketOwner=self.session.account.account_id,\n"
+            "            )\n"
+            '            body = answer["Body"]\n'
+            "            try:\n"
+            "                data: bytes = body.read()  # mutant: read whole",
+        ),
+    ),
+    _m(
+        "record-future-dated",
+        "a record claiming a future time is a finding",
+        (HISTORY_TRUST,),
+        (RECORDS, "    if record.moment > now + CLOCK_SKEW:", "    if False:  # mutant"),
+    ),
+    # -- where credentials go (issue 12) ---------------------------------------------------------
+    _m(
+        "credentials-other-host",
+        "registry credentials go only to the registry's own host",
+        (CRED_RULE, CRED_BOUNDS),
+        (
+            TRUST,
+            '    if purpose == "registry" and not target.same_host(registry_host):',
+            "    if False:  # mutant",
+        ),
+    ),
+    _m(
+        "credentials-plain-http",
+        "plain HTTP only to a host named with --insecure-registry",
+        (CRED_RULE, CRED_BOUNDS),
+        (
+            TRUST,
+            '    if target.scheme == "http" and not any(target.same_host(h) for h in insecure_hosts):',
+            "    if False:  # mutant",
+        ),
+    ),
+    _m(
+        "credentials-location-unchecked",
+        "every registry URL (upload Location, Link) passes the credential rule before a request",
+        (CRED_RULE, CRED_BOUNDS),
+        (
+            TRANSPORT,
+            '        self.check_target(url, what=what, purpose="registry")',
+            "        pass  # mutant",
+        ),
+    ),
+    _m(
+        "credentials-realm-unchecked",
+        "a bearer token realm passes the credential rule before a request",
+        (CRED_RULE, CRED_BOUNDS),
+        (
+            TRANSPORT,
+            '        self.check_target(realm, what="its bearer token realm", purpose="token")',
+            "        pass  # mutant",
+        ),
+    ),
+    # -- nothing read can drive the terminal (issue 12) -------------------------------------------
+    _m(
+        "terminal-control-chars",
+        "control characters read from outside print as visible escapes",
+        (
+            "tests/unit/test_terminal_text.py",
+            f"{HISTORY_TRUST}::test_record_fields_cannot_drive_the_terminal",
+        ),
+        (TEXT, "    return _UNPRINTABLE.sub(_visible, str(value))", "    return str(value)  # mutant"),
+    ),
+    _m(
+        "terminal-markup",
+        "rich markup read from outside prints as typed",
+        (
+            "tests/unit/test_terminal_text.py",
+            f"{HISTORY_TRUST}::test_record_fields_cannot_drive_the_terminal",
+        ),
+        (OUTPUT, "    return escape(text)\n", "    return text  # mutant: markup not escaped\n"),
+    ),
+    # -- hostile zips (issue 12) -----------------------------------------------------------------
+    _m(
+        "zip-absolute-name",
+        "a member with an absolute name is refused",
+        (ZIP,),
+        (
+            PACKAGE,
+            '        if name.startswith(("/", "\\\\")) or _DRIVE.match(name):',
+            "        if False:  # mutant",
+        ),
+    ),
+    _m(
+        "zip-dotdot-name",
+        "a member with a '..' segment is refused",
+        (ZIP,),
+        (PACKAGE, '        if ".." in parts:', "        if False:  # mutant"),
+    ),
+    _m(
+        "zip-symlink",
+        "a symlink member is refused",
+        (ZIP,),
+        (PACKAGE, "        if stat.S_ISLNK(info.external_attr >> 16):", "        if False:  # mutant"),
+    ),
+    _m(
+        "zip-bomb-counted",
+        "a member inflating over 100:1 is refused as counted while read, not trusted from the header",
+        (f"{ZIP}::test_bytes_are_counted_while_read_not_taken_from_the_header", ZIP),
+        (
+            PACKAGE,
+            "                    if produced > RATIO_FLOOR"
+            " and produced > MAX_RATIO * max(info.compress_size, 1):",
+            "                    if False:  # mutant",
+        ),
+    ),
+    _m(
+        "zip-bomb-declared",
+        "a member declaring over 100:1 is refused before a byte is read",
+        (ZIP,),
+        (
+            PACKAGE,
+            "        if info.file_size > RATIO_FLOOR"
+            " and info.file_size > MAX_RATIO * max(info.compress_size, 1):",
+            "        if False:  # mutant",
+        ),
+    ),
+    # -- hostile YAML (issue 12) -------------------------------------------------------------------
+    _m(
+        "yaml-alias-bound",
+        "alias expansion in pipeline.yaml and release files is bounded, exit 2",
+        (
+            f"{HOSTILE}::test_billion_laughs_is_refused_quickly_and_small",
+            f"{HOSTILE}::test_cli_refuses_a_billion_laughs_pipeline_with_exit_2",
+        ),
+        (YAMLLOAD, "        if self._expanded > self._limit:", "        if False:  # mutant"),
+    ),
+    _m(
+        "yaml-alias-loop",
+        "a recursive alias is refused",
+        (f"{HOSTILE}::test_billion_laughs_in_process_is_a_pipeline_error",),
+        (YAMLLOAD, "        if any(target is node for node in self._open):", "        if False:  # mutant"),
+    ),
+    # -- pipeline.yaml load rules (issue 12) ---------------------------------------------------------
+    _m(
+        "shared-bucket",
+        "two accounts may not share a bucket, exit 2",
+        (PIPE_TRUST,),
+        (
+            MODEL,
+            "        other = buckets.setdefault(bucket, name)\n        if other != name:",
+            "        other = buckets.setdefault(bucket, name)\n        if False:  # mutant",
+        ),
+    ),
+    _m(
+        "shared-registry-host",
+        "two accounts may not share a registry host, exit 2",
+        (PIPE_TRUST,),
+        (
+            MODEL,
+            "        other = hosts.setdefault(key, name)\n        if other != name:",
+            "        other = hosts.setdefault(key, name)\n        if False:  # mutant",
+        ),
+    ),
+    _m(
+        "insecure-ecr",
+        "insecure_registries never covers a real ECR host, exit 2",
+        (PIPE_TRUST,),
+        (
+            MODEL,
+            "        if pipeline.endpoints.insecure_registries and is_aws_registry_host(host):",
+            "        if False:  # mutant",
+        ),
+    ),
+)
