@@ -164,22 +164,7 @@ class AccountBucket:
         """At most ``max_bytes + 1`` bytes of one history object (a Range GET, and the
         body read no further), so an object that grew past the bound after it was listed
         is still never read whole: more than ``max_bytes`` back means "too large"."""
-        what = f"reading {key} from bucket {self.name}"
-        try:
-            answer = self._client.get_object(
-                Bucket=self.name,
-                Key=key,
-                Range=f"bytes=0-{max_bytes}",
-                ExpectedBucketOwner=self.session.account.account_id,
-            )
-            body = answer["Body"]
-            try:
-                data: bytes = body.read(max_bytes + 1)
-            finally:
-                body.close()
-            return data
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise aws_error(exc, what) from None
+        return b"".join(self.stream_history_object(key, max_bytes, chunk=max_bytes + 1))
 
     def stream_history_object(self, key: str, max_bytes: int, chunk: int = 1024 * 1024) -> Iterator[bytes]:
         """One history object in chunks, at most ``max_bytes + 1`` bytes in all (a Range

@@ -286,25 +286,17 @@ def start_moto(root: Path, *, port: int | None = None, detach: bool = False) -> 
     handed to moto: no other process can take it in between."""
     root.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("MOTO_ACCOUNT_ID", "MOTO_PORT")}
-    src = str(Path(__file__).resolve().parents[2])  # cloudops importable, installed or not
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
     with listening_socket(port or 0) as sock:
         port = int(sock.getsockname()[1])
         fd = sock.fileno()
-        log = open(root / "moto.log", "ab")  # noqa: SIM115 - handed to the child
-        popen = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "cloudops.sandbox.moto_server"),
-                *("-H", "127.0.0.1", "-p", str(port), "--fd", str(fd)),
-            ],
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
+        popen = start_python_module(
+            "cloudops.sandbox.moto_server",
+            ["-H", "127.0.0.1", "-p", str(port), "--fd", str(fd)],
+            log_path=root / "moto.log",
             env=env,
             pass_fds=(fd,),
-            start_new_session=detach,
+            detach=detach,
         )
-        log.close()
     url = f"http://127.0.0.1:{port}"
     server = ServerProcess("moto", url, popen.pid, popen)
     try:
@@ -313,6 +305,31 @@ def start_moto(root: Path, *, port: int | None = None, detach: bool = False) -> 
         server.stop()
         raise
     return server
+
+
+def start_python_module(
+    module: str,
+    args: list[str],
+    *,
+    log_path: Path,
+    env: dict[str, str],
+    pass_fds: tuple[int, ...] = (),
+    detach: bool = False,
+) -> subprocess.Popen[bytes]:
+    """``python -m MODULE ARGS`` with cloudops importable (installed or not), output to
+    ``log_path``, the given listening sockets inherited."""
+    src = str(Path(__file__).resolve().parents[2])
+    env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            pass_fds=pass_fds,
+            start_new_session=detach,
+        )
 
 
 def _is_moto(status: int, headers: Mapping[str, str], body: bytes) -> bool:

@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,13 +29,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cloudops
 from cloudops.sandbox.processes import (
     Identify,
     SandboxError,
     ServerProcess,
     listening_socket,
     start_moto,
+    start_python_module,
     start_registry,
     wait_for_http,
 )
@@ -316,22 +315,17 @@ def _start_front(root: Path, *, detach: bool, fds: dict[str, socket.socket]) -> 
     # The front must not inherit the caller's AWS settings (a profile it cannot read, an
     # endpoint): it talks to moto with explicit keys only.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
-    src = str(Path(cloudops.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
-    log = open(root / "front.log", "ab")  # noqa: SIM115 - handed to the child
-    popen = subprocess.Popen(
+    popen = start_python_module(
+        "cloudops.sandbox.ecr_front",
         [
-            *(sys.executable, "-m", "cloudops.sandbox.ecr_front", "--config", str(root / "front.json")),
+            *("--config", str(root / "front.json")),
             *(f"--listen-fd={account_id}={sock.fileno()}" for account_id, sock in fds.items()),
         ],
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
+        log_path=root / "front.log",
         env=env,
-        pass_fds=[sock.fileno() for sock in fds.values()],
-        start_new_session=detach,
+        pass_fds=tuple(sock.fileno() for sock in fds.values()),
+        detach=detach,
     )
-    log.close()
     return ServerProcess(FRONT_NAME, "", popen.pid, popen)
 
 
