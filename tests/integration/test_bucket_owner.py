@@ -150,3 +150,43 @@ def test_audit_reports_a_bucket_owned_by_another_account(
     assert result.returncode == 4, result.stderr
     rules = {(f["rule"], f["account"]) for f in json.loads(result.stdout)["findings"]}
     assert ("ownership", "qa") in rules
+
+
+def test_every_s3_request_on_an_accounts_bucket_carries_that_accounts_id(
+    sandbox: world.SandboxState, tmp_path: Path
+) -> None:
+    """S3 sees the owner condition itself on every call (not only the first-touch check):
+    a package promotion and `history`, their S3 traffic through a proxy that logs headers."""
+    from tests.support.faults import fault_proxy
+
+    world.reset(sandbox)
+    context = context_for(sandbox.pipeline)
+    init_all(context)
+    package = tmp_path / "package.zip"
+    build_package(package, "1.0", size=64 * 1024)
+    publish_package(context, package, "1.0")
+    owners = {context.pipeline.bucket(a): context.pipeline.account(a).account_id for a in world.ACCOUNTS}
+
+    with fault_proxy(sandbox.moto_url) as proxy:
+        text = sandbox.pipeline.read_text()
+        assert f'aws: "{sandbox.moto_url}"' in text
+        path = tmp_path / "pipeline.yaml"
+        path.write_text(text.replace(f'aws: "{sandbox.moto_url}"', f'aws: "{proxy.url}"'))
+        for args in (("promote", "package", "--to", "qa"), ("history", "--json")):
+            result = cloudops(*args, "--pipeline", str(path))
+            assert result.returncode == 0, (args, result.stderr)
+        log = list(proxy.log)
+
+    seen: dict[str, int] = {}
+    for entry in log:
+        if "/s3/aws4_request" not in entry.headers.get("authorization", ""):
+            continue  # STS, ECR
+        bucket = entry.path.split("?", 1)[0].lstrip("/").split("/", 1)[0]
+        if not bucket or (entry.method == "PUT" and entry.path == f"/{bucket}"):
+            continue  # ListBuckets, CreateBucket: no owner condition
+        assert bucket in owners, entry.path
+        owner = entry.headers.get("x-amz-expected-bucket-owner")
+        assert owner == owners[bucket], (entry.method, entry.path, owner, owners[bucket])
+        seen[bucket] = seen.get(bucket, 0) + 1
+    build, qa = context.pipeline.bucket("build"), context.pipeline.bucket("qa")
+    assert seen.get(build, 0) >= 2 and seen.get(qa, 0) >= 3, seen  # the source read, qa written

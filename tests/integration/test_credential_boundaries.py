@@ -495,3 +495,29 @@ def test_a_challenge_from_a_redirect_target_is_not_answered(
         _reader_run(src_proxy, lambda reader: reader.blob_size("ep/cortex", digest))
     assert [(r.method, r.path) for r in catcher.requests] == [("HEAD", "/challenge/blob")]
     assert "authorization" not in {k.lower() for k in catcher.requests[0].headers}
+
+
+def test_a_blob_get_of_a_copy_redirected_to_another_host_carries_no_credentials(
+    src_proxy: FaultProxy, dst: Registry, catcher: Catcher, image: TestImage
+) -> None:
+    """The bulk path (registry/bulk.py) follows a blob GET's 307 by hand: the source's
+    credentials stay with the source. The catcher answers the GET 400, so the copy fails;
+    what matters is what reached it."""
+    digest = image.blobs[0].digest
+    src_proxy.add(
+        Rule(
+            "body",
+            path=f"/blobs/{digest}$",
+            method="GET",
+            status=307,
+            times=-1,
+            headers={"Location": f"{catcher.url}/s3/blob?X-Amz-Signature=presigned"},
+        )
+    )
+    result = _copy(f"{src_proxy.host}/ep/cortex:1", f"{dst.host}/ep/cortex:1", src_proxy.host, dst.host)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    _leaked(result)
+    gets = [r for r in catcher.requests if r.method == "GET"]
+    assert gets and {r.path for r in gets} == {"/s3/blob?X-Amz-Signature=presigned"}, catcher.requests
+    for caught in gets:
+        assert "authorization" not in {k.lower() for k in caught.headers}, caught.headers

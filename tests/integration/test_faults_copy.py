@@ -166,33 +166,41 @@ def test_corrupt_blob_served_by_the_source_is_refused(
     assert not Pusher(registry2.url).blob_exists("ep/cortex", blob.digest)
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
 def test_manifest_over_four_mib_is_refused_before_being_read_whole(
-    registry: Registry, registry2: Registry, src_proxy: FaultProxy, dst_proxy: FaultProxy
+    registry: Registry, registry2: Registry, src_proxy: FaultProxy, dst_proxy: FaultProxy, chunked: bool
 ) -> None:
-    huge = b"{" + b" " * (5 * MiB) + b"}"
-    src_proxy.add(
-        Rule(
-            "body",
-            path="/manifests/big",
-            status=200,
-            body=huge,
-            times=-1,
-            headers={
-                "Content-Type": "application/vnd.oci.image.manifest.v1+json",
-                "Docker-Content-Digest": "sha256:" + "0" * 64,
-            },
+    """A 256 MiB manifest, streamed by the proxy, is refused as over the 4 MiB limit: by its
+    Content-Length, or while it is read when only reading can tell (chunked). Without those
+    checks the parser's own limit never sees it: the transport cuts every non-blob body at
+    8 MiB (wire.MAX_BODY) and the copy fails as a broken connection. What the proxy managed
+    to send shows it was not read whole (the rest of the bound is the sockets' buffers)."""
+    total = 256 * MiB
+    chunk = b" " * MiB
+    rules = [
+        src_proxy.add(
+            Rule(
+                "body",
+                path=path,
+                status=200,
+                body=chunk,
+                repeat=total // len(chunk),
+                chunked=chunked,
+                times=-1,
+                headers=headers,
+            )
         )
-    )
-    src_proxy.add(
-        Rule(
-            "body",
-            path="/manifests/sha256:0000",
-            status=200,
-            body=huge,
-            times=-1,
-            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        for path, headers in (
+            (
+                "/manifests/big",
+                {
+                    "Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                    "Docker-Content-Digest": "sha256:" + "0" * 64,
+                },
+            ),
+            ("/manifests/sha256:0000", {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}),
         )
-    )
+    ]
     result = cloudops(
         "copy",
         f"{src_proxy.host}/ep/x:big",
@@ -203,6 +211,9 @@ def test_manifest_over_four_mib_is_refused_before_being_read_whole(
         dst_proxy.host,
     )
     assert_clean_failure(result, 1, "4 MiB")
+    assert sum(rule.hits for rule in rules) >= 1
+    sent = sum(rule.sent for rule in rules)
+    assert sent < 64 * MiB, f"{sent / MiB:.0f} MiB of the manifest were read"
 
 
 @pytest.mark.parametrize("path", ["/blobs/sha256", "/manifests/sha256"])

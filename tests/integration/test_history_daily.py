@@ -340,3 +340,48 @@ def test_daily_lines_are_parsed_as_they_stream_with_bounds() -> None:
     with pytest.raises(history_daily._TooLarge):
         list(history_daily._lines(chunks(b"a\n" * 10, b"b\n" * 10), max_total=30, max_line=5))
     assert UnreadableRecord("qa", "k", "why", 3, 7).as_dict()["line"] == 7
+
+
+def _versions(context: PipelineContext, prefix: str) -> list[dict[str, Any]]:
+    bucket = _bucket(context)
+    listed = bucket.client.list_object_versions(Bucket=bucket.name, Prefix=prefix)
+    return list(listed.get("Versions", []))
+
+
+def test_a_record_is_never_written_over_another(ctx: PipelineContext) -> None:
+    """The log is append-only: a record under a key that exists is refused by S3
+    (If-None-Match), and the record there stays, byte for byte, the only version."""
+    moment = datetime.now(UTC) - timedelta(hours=1)
+    key = _write(ctx, _record(ctx, moment, 1))
+    bucket = _bucket(ctx)
+    original = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"].read()
+    forged = _record(ctx, moment, 1, tag="6.6.6-rewritten", result="refused")
+    assert HISTORY_PREFIX + forged.key == key
+    with pytest.raises(AwsError, match="writing the promotion record"):
+        bucket.append_record(key, forged.model_dump(mode="json"))
+    assert bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"].read() == original
+    assert len(_versions(ctx, key)) == 1
+
+
+def test_compaction_never_writes_over_a_daily_object(
+    past: tuple[PipelineContext, datetime, datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run writes a day's object between this compaction's LIST and its PUT: the
+    PUT is refused (If-None-Match), and the object that was there stays."""
+    ctx, first, second = past
+    planted = {_day(first): b'{"key":"planted-first"}\n', _day(second): b'{"key":"planted-second"}\n'}
+    real_body = history_daily._daily_body
+
+    def racing(bucket: AccountBucket, stored: Any, workers: int) -> bytes:
+        for key, body in planted.items():
+            if not _versions(ctx, key):
+                _plant(ctx, key, body)
+        return real_body(bucket, stored, workers)
+
+    monkeypatch.setattr(history_daily, "_daily_body", racing)
+    bucket = _bucket(ctx)
+    assert history_daily.compact(bucket, budget=None) == []  # nothing written: both were there
+    assert _dailies(ctx) == planted
+    assert len(_versions(ctx, DAILY_PREFIX)) == 2
+    assert bucket.put_daily(_day(first), b"other bytes\n") is False  # the same, called directly
+    assert _dailies(ctx) == planted and len(_versions(ctx, DAILY_PREFIX)) == 2

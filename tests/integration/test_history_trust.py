@@ -313,3 +313,45 @@ def test_a_flood_of_junk_keys_is_listed_up_to_a_cap_and_counted(
     assert found.extras()["dropped"] == {
         "qa": {"older_than_limit": 0, "dated_in_the_future": 0, "unreadable_not_listed": 21}
     }
+
+
+def test_a_record_that_grew_after_it_was_listed_is_refused_by_what_was_read(
+    ctx: PipelineContext, monkeypatch: Any
+) -> None:
+    """Listed small, rewritten before the GET: a valid record followed by 192 KiB of
+    spaces (whose first 64 KiB + 1 bytes still parse as that record). read_account reads at
+    most the bound + 1 byte and lists it unreadable for its size, never as a record."""
+    bucket = _bucket(ctx, "qa")
+    record = _record(ctx, "qa", when=datetime.now(UTC) - timedelta(hours=1))
+    key = _plant(ctx, "qa", _key(record), record)
+    grown = json.dumps(record).encode() + b" " * (3 * MAX_RECORD_BYTES)
+    listed_sizes: list[int] = []
+    read_sizes: list[int] = []
+    real_list, real_read = bucket.list_records, bucket.read_record
+
+    def list_then_grow(*, prefix: str, start_after: str = "") -> Any:
+        found = real_list(prefix=prefix, start_after=start_after)
+        if prefix == HISTORY_PREFIX:
+            listed_sizes.extend(s.size for s in found if s.key == key)
+            bucket.client.put_object(Bucket=bucket.name, Key=key, Body=grown)
+        return found
+
+    def counted_read(name: str, max_bytes: int) -> bytes:
+        body = real_read(name, max_bytes)
+        read_sizes.append(len(body))
+        return body
+
+    monkeypatch.setattr(bucket, "list_records", list_then_grow)
+    monkeypatch.setattr(bucket, "read_record", counted_read)
+    found = history.read_account(bucket, "qa", ctx.pipeline.account("qa").account_id)
+    assert listed_sizes and listed_sizes[0] < MAX_RECORD_BYTES  # what the listing's check saw
+    assert found.records == []
+    assert [u.as_dict() for u in found.unreadable] == [
+        {
+            "account": "qa",
+            "key": key,
+            "reason": f"larger than the {MAX_RECORD_BYTES}-byte bound",
+            "size": MAX_RECORD_BYTES + 1,
+        }
+    ]
+    assert read_sizes == [MAX_RECORD_BYTES + 1]  # never read whole

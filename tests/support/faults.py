@@ -8,7 +8,7 @@ registry that does not check what it stores (``accept_any_digest``: a blob uploa
 committed under the sha256 of the bytes that really arrived, whatever ``?digest=``
 claimed, and every upload is recorded in :attr:`FaultProxy.uploads`). A rule can wait to
 be armed by an earlier request (the read-back after a write).
-It counts what passed and what it injected.
+It counts what passed and what it injected, and logs each request's headers.
 
 The proxy is real (aiohttp server and client in a thread, streaming both ways); only the
 faults are made up, which is the point.
@@ -61,11 +61,17 @@ class Rule:
     its Content-Length)."""
     headers: dict[str, str] = field(default_factory=dict)
     """body: the answer's headers; corrupt: set over the upstream's ("" removes one)."""
+    repeat: int = 1
+    """body: the answer's body is ``body`` sent this many times, streamed (a body far
+    larger than memory); :attr:`sent` counts the bytes the client took before it left."""
+    chunked: bool = False
+    """body: no Content-Length (chunked transfer encoding): only reading tells the size."""
     armed_by: tuple[str | None, str] | None = None
     """(method or None, path regex): the rule matches nothing until a request like that has
     passed the proxy and been answered 2xx (the read-back GET after the PUT it checks)."""
     seen: int = 0
     hits: int = 0
+    sent: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method != method:
@@ -100,6 +106,8 @@ class LogEntry:
     path: str
     status: int | None
     fault: Action | None
+    headers: dict[str, str] = field(default_factory=dict)
+    """The request's headers, names in lower case."""
 
 
 @dataclass
@@ -220,9 +228,10 @@ class FaultProxy:
                     return rule
         return None
 
-    def _record(self, method: str, path: str, status: int | None, fault: Action | None) -> None:
+    def _record(self, request: web.Request, path: str, status: int | None, fault: Action | None) -> None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
         with self._lock:
-            self.log.append(LogEntry(method, path, status, fault))
+            self.log.append(LogEntry(request.method, path, status, fault, headers))
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path_qs
@@ -238,12 +247,14 @@ class FaultProxy:
                 status, body, headers = rule.status, b'{"errors":[{"code":"INJECTED","message":"fault"}]}', {}
                 if rule.retry_after is not None:
                     headers["Retry-After"] = rule.retry_after
-            self._record(request.method, path, status, fault)
+            self._record(request, path, status, fault)
+            if rule.action == "body" and (rule.repeat != 1 or rule.chunked):
+                return await self._stream_body(request, rule)
             return web.Response(
                 status=status, body=body if request.method != "HEAD" else None, headers=headers
             )
         if rule is not None and rule.action == "stall":
-            self._record(request.method, path, None, fault)
+            self._record(request, path, None, fault)
             event = asyncio.Event()
             self._stalls.append(event)
             with suppress(TimeoutError):
@@ -287,7 +298,7 @@ class FaultProxy:
                     if rule is not None and rule.action == "corrupt" and request.method != "HEAD":
                         response.content_length += len(rule.body)
                 await response.prepare(request)
-                self._record(request.method, path, upstream.status, fault)
+                self._record(request, path, upstream.status, fault)
                 sent = 0
                 async for chunk in upstream.content.iter_chunked(64 * 1024):
                     if (
@@ -317,6 +328,26 @@ class FaultProxy:
                 request.transport.close()
             raise ConnectionResetError from None
 
+    async def _stream_body(self, request: web.Request, rule: Rule) -> web.StreamResponse:
+        """A ``body`` rule's answer streamed: ``rule.body`` ``rule.repeat`` times, counting
+        in ``rule.sent`` what the client took (a client that stops reading stops it)."""
+        response = web.StreamResponse(status=rule.status, headers=dict(rule.headers))
+        if rule.chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(rule.body) * rule.repeat
+        await response.prepare(request)
+        try:
+            for _ in range(rule.repeat if request.method != "HEAD" else 0):
+                await response.write(rule.body)
+                with self._lock:
+                    rule.sent += len(rule.body)
+            await response.write_eof()
+        except (ConnectionError, aiohttp.ClientError):
+            if request.transport is not None:
+                request.transport.close()
+        return response
+
     async def _accept_any_digest(self, request: web.Request, path: str) -> web.StreamResponse:
         """A registry that stores whatever arrives: the PUT is read whole (small test
         blobs), and only when every declared byte came is it passed on, its ``digest=``
@@ -334,7 +365,7 @@ class FaultProxy:
         with self._lock:
             self.uploads.append(upload)
         if not upload.complete:
-            self._record(request.method, path, None, "accept_any_digest")
+            self._record(request, path, None, "accept_any_digest")
             if request.transport is not None:
                 request.transport.close()
             raise ConnectionResetError
@@ -355,7 +386,7 @@ class FaultProxy:
             out_headers["Location"] = out_headers["Location"].replace(
                 self.upstream.split("://", 1)[1], self.host
             )
-        self._record(request.method, path, upstream.status, "accept_any_digest")
+        self._record(request, path, upstream.status, "accept_any_digest")
         return web.Response(status=upstream.status, body=body, headers=out_headers)
 
 
