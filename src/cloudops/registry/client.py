@@ -73,7 +73,10 @@ class RegistryReader:
 
     async def get_manifest(self, repository: str, reference: str) -> Manifest:
         """Fetch and parse a manifest; when ``reference`` is a digest, the bytes are
-        verified against it. Manifests over the 4 MiB limit are refused unread."""
+        verified against it. Manifests over the 4 MiB limit are refused: by their
+        Content-Length before the body is read, else once 4 MiB have arrived. The wire below
+        reads at most 8 MiB + 1 of any answer that is not a blob (wire.MAX_BODY), which is
+        what bounds memory; a per-request limit belongs to the urllib3 transport (issue 13)."""
         what = f"manifest {repository}{'@' if ':' in reference else ':'}{reference}"
         response = await self._transport.request(
             "GET",
