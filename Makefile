@@ -54,7 +54,7 @@ sysdeps:
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,sandbox]'
 	touch $(STAMP)
 
 clean:

@@ -15,6 +15,7 @@ Everything lives under one ROOT directory::
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudops.errors import InputError
 from cloudops.sandbox.processes import (
     Identify,
     SandboxError,
@@ -213,10 +215,26 @@ def _remember(server: ServerProcess) -> None:
         _CHILDREN[server.pid] = server.popen
 
 
+SANDBOX_EXTRA = ("aiohttp", "moto")
+"""What only the sandbox needs (the ECR-like front, the local AWS): the optional extra
+``cloudops[sandbox]``, so that a Jenkins agent's ``pip install cloudops`` pulls neither."""
+
+
+def require_sandbox_extra() -> None:
+    """Refuse, with the fix, to start a sandbox whose servers could not import."""
+    missing = [name for name in SANDBOX_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(
+            f"the sandbox needs {', '.join(missing)}, which this installation of cloudops lacks",
+            hint="pip install 'cloudops[sandbox]' (make demo and make test install it)",
+        )
+
+
 def up(root: Path, *, detach: bool = True) -> SandboxState:
     """Start the world under ``root`` (idempotent: a world whose processes all live is
     returned unchanged). With ``detach`` the processes get their own session and outlive
     this process; `down` stops them later by the pids in ROOT/state.json."""
+    require_sandbox_extra()
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     existing = load(root)
