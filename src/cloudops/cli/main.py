@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status", "status"),
     "config": ("config", "config"),
     "audit": ("audit", "audit"),
+    "tags": ("tags", "tags"),
     "jenkins": ("jenkins", "jenkins"),
     "sandbox": ("sandbox", "sandbox"),
     "demo": ("sandbox", "demo"),

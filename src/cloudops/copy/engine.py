@@ -186,7 +186,8 @@ class CopyEngine:
         if head is None:
             raise NotFoundError(
                 f"{reader.host}/{ref_repository}{'@' if ':' in ref else ':'}{ref} does not exist",
-                hint="check the repository name and tag; list tags with `skopeo list-tags`",
+                hint="check the repository name and tag; list its tags with "
+                f"`cloudops tags {reader.host}/{ref_repository}`",
             )
         return head.digest
 

@@ -166,8 +166,14 @@ class RegistryReader:
             self._transport.forget_credentials,
         )
 
-    async def list_tags(self, repository: str, page_size: int = 1000) -> list[str]:
-        """Every tag of a repository, following the Link header's pagination."""
+    async def list_tags(
+        self, repository: str, page_size: int = 1000, *, limit: int | None = None
+    ) -> list[str]:
+        """Every tag of a repository, following the Link header's pagination. With
+        ``limit``, reading stops at the first page that takes the count past ``limit``
+        (the caller sees ``len(tags) > limit``: the list was cut). A page with no tags
+        ends the list even if it links a next one, so a registry cannot keep a reader
+        paging forever."""
         tags: list[str] = []
         path: str | None = f"/v2/{repository}/tags/list"
         params: dict[str, str] | None = {"n": str(page_size)}
@@ -183,7 +189,13 @@ class RegistryReader:
                 doc = response.json()
             except ValueError:
                 raise RegistryError(f"{self.host} returned a tag list that is not JSON") from None
-            tags.extend(t for t in (doc.get("tags") or []) if isinstance(t, str))
+            if not isinstance(doc, dict):
+                raise RegistryError(f"{self.host} returned a tag list that is not a JSON object")
+            page = doc.get("tags") or []
+            page = [t for t in page if isinstance(t, str)] if isinstance(page, list) else []
+            tags.extend(page)
+            if not page or (limit is not None and len(tags) > limit):
+                break
             path = _next_link(response.headers.get("link"))
             params = None
         return tags
