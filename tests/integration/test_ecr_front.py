@@ -10,9 +10,11 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -534,7 +536,7 @@ def test_large_blobs_stream_through_chunked_and_with_content_length(qa: Account)
             content=pieces(),
             headers={"Content-Type": "application/octet-stream"},
         )
-        assert patched.status_code == 202, patched.text
+        assert patched.status_code == 201, patched.text  # ECR: 201, not the spec's 202
         assert patched.headers["Range"] == f"0-{len(chunked_data) - 1}"
         done = client.put(_with_query(patched.headers["Location"], digest=_digest(chunked_data)))
         assert done.status_code == 201, done.text
@@ -547,7 +549,8 @@ def test_large_blobs_stream_through_chunked_and_with_content_length(qa: Account)
             assert head.headers["Content-Length"] == str(len(data))
             assert head.headers["Docker-Content-Digest"] == digest
             hasher, size = hashlib.sha256(), 0
-            with client.stream("GET", f"{qa.base}/v2/{name}/blobs/{digest}") as got:
+            # ECR sends blob reads to S3 (a 307): follow it, as clients do.
+            with client.stream("GET", f"{qa.base}/v2/{name}/blobs/{digest}", follow_redirects=True) as got:
                 assert got.status_code == 200
                 assert got.headers["Content-Length"] == str(len(data))
                 for chunk in got.iter_raw():
@@ -570,6 +573,185 @@ def test_head_of_a_manifest_keeps_length_and_digest(qa: Account) -> None:
     assert head.headers["Content-Type"] == OCI_MANIFEST
     assert head.content == b""
     assert missing.status_code == 404
+
+
+# -- blob reads: 307 to a presigned URL on another port (ECR serves layers from S3) ------------
+def _stats(account: Account) -> dict[str, Any]:
+    stats: dict[str, Any] = httpx.get(f"{account.base}/_sandbox/stats", timeout=10).json()
+    return stats
+
+
+def _admin(account: Account, what: str) -> None:
+    answer = httpx.post(f"{account.base}/_sandbox/{what}", timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def _s3_code(response: httpx.Response) -> str:
+    match = re.search(r"<Code>([^<]*)</Code>", response.text)
+    assert match is not None, response.text
+    return match.group(1)
+
+
+def test_blob_get_is_a_307_to_a_presigned_url_on_another_port(qa: Account) -> None:
+    name = _repo("redirect")
+    qa.ecr.create_repository(repositoryName=name)
+    image = _image()
+    digest, data = next(iter(image.blobs.items()))
+    before = _stats(qa)
+    with qa.client() as client:
+        assert _push_image(client, qa.base, name, image, "1.0").status_code == 201
+        got = client.get(f"{qa.base}/v2/{name}/blobs/{digest}")
+        # HEAD is answered by the registry itself, and a missing blob is not redirected.
+        head = client.head(f"{qa.base}/v2/{name}/blobs/{digest}")
+        missing = client.get(f"{qa.base}/v2/{name}/blobs/{_digest(b'never pushed')}")
+    assert got.status_code == 307, got.text
+    assert (head.status_code, head.headers["Content-Length"], "Location" in head.headers) == (
+        200,
+        str(len(data)),
+        False,
+    )
+    assert missing.status_code == 404
+    assert _errors(missing)[0]["code"] == "BLOB_UNKNOWN"
+
+    location = httpx.URL(got.headers["Location"])
+    front_host, _, front_port = qa.front.rpartition(":")
+    assert (location.scheme, location.host) == ("http", front_host)
+    assert location.port is not None and location.port != int(front_port)
+    assert {"X-Amz-Signature", "X-Amz-Expires", "X-Amz-Date", "X-Amz-Algorithm"} <= set(location.params)
+    assert _stats(qa)["blob_host"] == f"http://{location.host}:{location.port}"
+
+    # Like S3: no credentials needed, and none accepted alongside the signature.
+    plain = httpx.get(location, timeout=30)
+    assert (plain.status_code, plain.content) == (200, data)
+    assert "Docker-Content-Digest" not in plain.headers
+    ranged = httpx.get(location, headers={"Range": "bytes=1-4"}, timeout=30)
+    assert (ranged.status_code, ranged.content) == (206, data[1:5])
+    with_auth = httpx.get(location, auth=("AWS", qa.password), timeout=30)
+    assert (with_auth.status_code, _s3_code(with_auth)) == (400, "InvalidArgument")
+    assert "Only one auth mechanism allowed" in with_auth.text
+
+    # A forged signature, another object under the same signature, another method: refused.
+    signature = location.params["X-Amz-Signature"]
+    forged = location.copy_set_param("X-Amz-Signature", ("0" if signature[0] != "0" else "1") + signature[1:])
+    other_blob = location.copy_with(path=location.path.replace(digest, image.digest))
+    longer = location.copy_set_param("X-Amz-Expires", "999999")
+    for url in (forged, other_blob, longer):
+        refused = httpx.get(url, timeout=30)
+        assert (refused.status_code, _s3_code(refused)) == (403, "SignatureDoesNotMatch"), url
+    assert httpx.head(location, timeout=30).status_code == 403
+    assert httpx.get(location.copy_with(query=None), timeout=30).status_code == 403
+
+    after = _stats(qa)
+    assert after["redirected"] - before["redirected"] == 1
+    assert after["blob_served"] - before["blob_served"] == 2
+    assert after["blob_refused_auth"] - before["blob_refused_auth"] == 1
+
+
+def test_presigned_blob_urls_expire(qa: Account) -> None:
+    name = _repo("expires")
+    qa.ecr.create_repository(repositoryName=name)
+    data = os.urandom(1000)
+    with qa.client() as client:
+        digest = _push_blob(client, qa.base, name, data)
+        _admin(qa, "presign-expiry?seconds=1")
+        try:
+            location = client.get(f"{qa.base}/v2/{name}/blobs/{digest}").headers["Location"]
+        finally:
+            _admin(qa, "presign-expiry?seconds=300")
+        assert httpx.URL(location).params["X-Amz-Expires"] == "1"
+        time.sleep(2.2)
+        expired = httpx.get(location, timeout=30)
+        assert (expired.status_code, _s3_code(expired)) == (403, "AccessDenied")
+        assert "Request has expired" in expired.text
+        # A fresh redirect works again.
+        fresh = client.get(f"{qa.base}/v2/{name}/blobs/{digest}", follow_redirects=True)
+    assert (fresh.status_code, fresh.content) == (200, data)
+
+
+def test_skopeo_reads_blobs_through_the_redirect_without_credentials(qa: Account, tmp_path: Path) -> None:
+    name = _repo("skopeo-read")
+    qa.ecr.create_repository(repositoryName=name)
+    image = _image()
+    with qa.client() as client:
+        assert _push_image(client, qa.base, name, image, "1.0").status_code == 201
+    before = _stats(qa)
+    done = subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            f"AWS:{qa.password}",
+            f"docker://{qa.front}/{name}:1.0",
+            f"oci:{tmp_path / 'out'}:1.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    for digest, data in image.blobs.items():
+        assert (tmp_path / "out/blobs/sha256" / digest.removeprefix("sha256:")).read_bytes() == data
+    after = _stats(qa)
+    assert after["redirected"] - before["redirected"] == len(image.blobs)
+    assert after["blob_served"] - before["blob_served"] == len(image.blobs)
+    assert after["blob_refused"] == before["blob_refused"]
+
+
+# -- uploads: PATCH answers 201, and only one PATCH per upload ---------------------------------------
+def test_patch_answers_201_and_a_second_patch_on_the_upload_is_refused(qa: Account) -> None:
+    name = _repo("patch")
+    qa.ecr.create_repository(repositoryName=name)
+    first, second = os.urandom(3000), os.urandom(2000)
+    before = _stats(qa)
+    with qa.client() as client:
+        started = client.post(f"{qa.base}/v2/{name}/blobs/uploads/")
+        assert started.status_code == 202
+        patched = client.patch(started.headers["Location"], content=first)
+        assert patched.status_code == 201, patched.text
+        assert patched.headers["Range"] == f"0-{len(first) - 1}"
+        assert patched.headers["Location"].startswith(f"{qa.base}/v2/{name}/blobs/uploads/")
+        # The next chunk, at the Location the PATCH answered or the original one: refused.
+        for location in (patched.headers["Location"], started.headers["Location"]):
+            again = client.patch(location, content=second)
+            assert again.status_code == 400, again.text
+            [error] = _errors(again)
+            assert error["code"] == "BLOB_UPLOAD_INVALID" and "one PATCH per blob upload" in error["message"]
+        # The upload still completes with what its one PATCH carried.
+        done = client.put(_with_query(patched.headers["Location"], digest=_digest(first)))
+        assert done.status_code == 201, done.text
+        got = client.get(f"{qa.base}/v2/{name}/blobs/{_digest(first)}", follow_redirects=True)
+        assert got.content == first
+        # Another upload has its own one PATCH.
+        other = client.post(f"{qa.base}/v2/{name}/blobs/uploads/")
+        assert client.patch(other.headers["Location"], content=second).status_code == 201
+    assert _stats(qa)["patch_refused"] - before["patch_refused"] == 2
+
+
+# -- throttling: 429 TOOMANYREQUESTS with Retry-After above the account's request rate -----------
+def test_requests_above_the_rate_are_429_with_retry_after(qa: Account, build: Account) -> None:
+    before = _stats(qa)
+    _admin(qa, "throttle?rate=2")
+    try:
+        with qa.client() as client:
+            answers = [client.get(f"{qa.base}/v2/") for _ in range(6)]
+            with build.client() as other:
+                assert all(other.get(f"{build.base}/v2/").status_code == 200 for _ in range(6))
+            throttled = [a for a in answers if a.status_code == 429]
+            assert [a.status_code for a in answers[:2]] == [200, 200]
+            assert len(throttled) >= 3
+            for answer in throttled:
+                assert _errors(answer) == [{"code": "TOOMANYREQUESTS", "message": "Rate exceeded"}]
+                assert int(answer.headers["Retry-After"]) >= 1
+            # Unauthenticated requests are not counted (ECR throttles per account).
+            assert httpx.get(f"{qa.base}/v2/", timeout=10).status_code == 401
+            time.sleep(int(throttled[-1].headers["Retry-After"]))
+            assert client.get(f"{qa.base}/v2/").status_code == 200
+    finally:
+        _admin(qa, "throttle?rate=0")
+    with qa.client() as client:
+        assert all(client.get(f"{qa.base}/v2/").status_code == 200 for _ in range(10))
+    assert _stats(qa)["throttled"] - before["throttled"] == len(throttled)
 
 
 # -- the world's lifecycle ---------------------------------------------------------------------

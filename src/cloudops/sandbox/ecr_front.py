@@ -16,11 +16,40 @@ loopback port PER ACCOUNT and streams /v2/* to that account's backend `docker-re
 - cross-repository blob mount is off unless ``"blob_mounting": true`` (ECR's BLOB_MOUNTING
   account setting): ``?mount=&from=`` are stripped and an ordinary upload starts (202);
 - every manifest the backend accepts is registered in moto with ecr put_image, so the AWS
-  CLI and boto3 see what was pushed.
+  CLI and boto3 see what was pushed;
+- blob GETs (``GET /v2/<name>/blobs/<digest>`` of a blob the backend has) answer
+  ``307 Temporary Redirect`` to a presigned-style URL on ANOTHER port, as ECR sends layer
+  reads to S3: ``http://127.0.0.1:<blob port>/<account>/<name>/<digest>?X-Amz-Algorithm=
+  ...&X-Amz-Date=...&X-Amz-Expires=...&X-Amz-Signature=...``. That "blob host" is served
+  by this process on its own listening socket (``"blob_port"``, 0 = any free port, bound
+  by the front itself so it is owned from the start). Like S3 it refuses a request that
+  carries an Authorization header (400 InvalidArgument "Only one auth mechanism
+  allowed..."), a forged or altered signature or a method other than GET (403
+  SignatureDoesNotMatch; the signature is an HMAC of method, path, date and expiry under
+  a secret made at start-up) and an expired URL (403 AccessDenied "Request has expired";
+  ``"presign_expires"`` seconds, default 300); errors are S3's XML. Otherwise it streams
+  the blob from the account's backend (Range passes through). HEADs of blobs are not
+  redirected (200 from the front; ECR-NOTES.md names the redirect for GET only).
+  ``"blob_redirect": false`` turns the redirect off (blobs then stream through the front);
+- a blob upload PATCH answers ``201 Created`` where distribution (and the spec) say 202,
+  and a SECOND PATCH on the same upload is refused with ``400 BLOB_UPLOAD_INVALID``
+  (ECR may silently discard it; refusing makes a chunked uploader fail loudly in tests
+  instead of storing a blob with a hole). Upload each blob as one streamed request;
+- throttling: above ``"throttle_rate"`` requests per second on one account (a token
+  bucket holding one second's worth; 0 = off, the default) a /v2/ request is answered
+  ``429 TOOMANYREQUESTS "Rate exceeded"`` with ``Retry-After`` (whole seconds until a
+  request would pass). Counted after authentication, as ECR counts per account.
 
 Admin endpoints on every port (no auth, loopback only): ``GET /_sandbox/health``,
 ``POST /_sandbox/expire-token?count=N``, ``POST /_sandbox/flush`` (forget cached
-repositories and credentials and pending expiries; world.reset calls it).
+repositories and credentials and pending expiries, put the throttle and presign expiry
+back to the config's values, zero the counters; world.reset calls it),
+``POST /_sandbox/throttle?rate=R`` (this account's request rate limit, 0 = off),
+``POST /_sandbox/presign-expiry?seconds=N`` (lifetime of the blob URLs made from now on)
+and ``GET /_sandbox/stats`` (this account's counters: ``redirected`` blob GETs,
+``blob_served`` and ``blob_refused`` by the blob host, ``blob_refused_auth`` (requests
+that reached the blob host WITH an Authorization header), ``patch_refused``,
+``throttled``).
 
 The parent may bind each account's port itself and hand the listening socket over with
 ``--listen-fd ACCOUNT_ID=FD`` (world.up does: the port is then owned from the start, and
@@ -30,6 +59,7 @@ the port that socket is bound to.
 Config JSON::
 
     {"moto_url": "http://127.0.0.1:P", "region": "us-west-2", "blob_mounting": false,
+     "blob_redirect": true, "blob_port": 0, "presign_expires": 300, "throttle_rate": 0,
      "accounts": [{"account_id": "111111111111", "listen_port": N,
                    "backend": "http://127.0.0.1:M"}, ...]}
 """
@@ -40,11 +70,15 @@ import argparse
 import asyncio
 import base64
 import binascii
+import calendar
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
+import math
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -54,7 +88,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import boto3
@@ -94,6 +128,20 @@ _NAME = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+
 _MANIFEST_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/manifests/(?P<ref>[^/]+)$")
 _REPO_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/(?:blobs|tags|referrers)/")
 _UPLOAD_START_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/blobs/uploads/?$")
+_UPLOAD_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/blobs/uploads/(?P<upload>[^/]+)$")
+_DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
+_BLOB_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/blobs/(?P<digest>{_DIGEST})$")
+# The blob host's paths: /<account>/<repository name>/<digest>.
+_BLOB_HOST_RE = re.compile(rf"^/(?P<account>[0-9]{{12}})/(?P<name>{_NAME})/(?P<digest>{_DIGEST})$")
+AMZ_DATE = "%Y%m%dT%H%M%SZ"
+ONE_AUTH_MESSAGE = (
+    "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query "
+    "string parameter or the Authorization header should be specified"
+)
+# Upload ids that had their one PATCH, remembered per account up to this many.
+MAX_PATCHED_UPLOADS = 10_000
+# Headers of a backend blob answer that the blob host passes on (S3 sends no Docker-*).
+_BLOB_HOST_HEADERS = ("Content-Type", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified")
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself.
 _HOP_BY_HOP = frozenset(
@@ -130,6 +178,10 @@ class FrontConfig:
     accounts: tuple[AccountConfig, ...]
     blob_mounting: bool = False
     listen_host: str = "127.0.0.1"
+    blob_redirect: bool = True
+    blob_port: int = 0  # the blob host's port; 0 = any free one (bound by the front)
+    presign_expires: int = 300
+    throttle_rate: float = 0.0  # requests per second per account; 0 = no throttling
 
 
 def load_config(path: Path) -> FrontConfig:
@@ -144,7 +196,21 @@ def load_config(path: Path) -> FrontConfig:
         accounts=accounts,
         blob_mounting=bool(doc.get("blob_mounting", False)),
         listen_host=str(doc.get("listen_host", "127.0.0.1")),
+        blob_redirect=bool(doc.get("blob_redirect", True)),
+        blob_port=int(doc.get("blob_port", 0)),
+        presign_expires=int(doc.get("presign_expires", 300)),
+        throttle_rate=float(doc.get("throttle_rate", 0) or 0),
     )
+
+
+def s3_error(status: int, code: str, message: str) -> web.Response:
+    """An error in S3's body shape (the blob host's answers)."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        f"<RequestId>{secrets.token_hex(8).upper()}</RequestId></Error>"
+    )
+    return web.Response(status=status, text=body, content_type="application/xml", charset="utf-8")
 
 
 def ecr_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -302,15 +368,42 @@ def _error_code(exc: botocore.exceptions.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+_COUNTERS = ("redirected", "blob_served", "blob_refused", "blob_refused_auth", "patch_refused", "throttled")
+
+
 @dataclass
 class _AccountFront:
     config: AccountConfig
     ecr: EcrAccount
+    throttle_rate: float = 0.0
+    presign_expires: int = 300
     expire_pending: int = 0
     backend_url: URL = field(init=False)
+    tokens: float = 0.0  # the throttle's bucket
+    refilled: float = 0.0
+    patched: dict[str, None] = field(default_factory=dict)  # upload ids that had their PATCH
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
 
     def __post_init__(self) -> None:
         self.backend_url = URL(self.config.backend)
+
+    def set_throttle(self, rate: float) -> None:
+        self.throttle_rate = max(0.0, rate)
+        self.tokens, self.refilled = self.throttle_rate, time.monotonic()
+
+    def take(self) -> float | None:
+        """None when a request may pass now, else the seconds until one may (token bucket
+        refilled at ``throttle_rate`` per second, holding at most one second's worth)."""
+        rate = self.throttle_rate
+        if rate <= 0:
+            return None
+        now = time.monotonic()
+        self.tokens = min(max(rate, 1.0), self.tokens + (now - self.refilled) * rate)
+        self.refilled = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return None
+        return (1.0 - self.tokens) / rate
 
 
 class EcrFront:
@@ -322,6 +415,12 @@ class EcrFront:
             _AccountFront(a, EcrAccount(a.account_id, config.moto_url, config.region))
             for a in config.accounts
         ]
+        for acct in self.accounts:
+            acct.set_throttle(config.throttle_rate)
+            acct.presign_expires = config.presign_expires
+        self._by_id = {acct.config.account_id: acct for acct in self.accounts}
+        self._secret = secrets.token_bytes(32)  # signs the blob host's URLs
+        self.blob_base: str | None = None  # http://host:port of the blob host once it listens
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -348,6 +447,83 @@ class EcrFront:
 
         app.router.add_route("*", "/{tail:.*}", handle)
         return app
+
+    def blob_app(self) -> web.Application:
+        """The S3 stand-in that redirected blob GETs land on."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._blob_host)
+        return app
+
+    # -- the blob host (S3 stand-in) ----------------------------------------------------------
+    def _signature(self, method: str, path: str, amz_date: str, expires: str) -> str:
+        text = "\n".join((method, path, amz_date, expires)).encode()
+        return hmac.new(self._secret, text, hashlib.sha256).hexdigest()
+
+    def presign(self, acct: _AccountFront, name: str, digest: str) -> str:
+        assert self.blob_base is not None
+        path = f"/{acct.config.account_id}/{name}/{quote(digest, safe=':')}"
+        amz_date = time.strftime(AMZ_DATE, time.gmtime())
+        expires = str(acct.presign_expires)
+        query = urlencode(
+            {
+                "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+                "X-Amz-Credential": f"SANDBOX/{amz_date[:8]}/{self.config.region}/s3/aws4_request",
+                "X-Amz-Date": amz_date,
+                "X-Amz-Expires": expires,
+                "X-Amz-SignedHeaders": "host",
+                "X-Amz-Signature": self._signature("GET", path, amz_date, expires),
+            }
+        )
+        return f"{self.blob_base}{path}?{query}"
+
+    async def _blob_host(self, request: web.Request) -> web.StreamResponse:
+        match = _BLOB_HOST_RE.fullmatch(request.path)
+        acct = self._by_id.get(match["account"]) if match else None
+        if "Authorization" in request.headers:
+            if acct is not None:
+                acct.counters["blob_refused"] += 1
+                acct.counters["blob_refused_auth"] += 1
+            log.warning("blob host: a request carried an Authorization header: %s", request.path)
+            return s3_error(400, "InvalidArgument", ONE_AUTH_MESSAGE)
+        if match is None or acct is None:
+            return s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        query = request.query
+        amz_date, expires = query.get("X-Amz-Date", ""), query.get("X-Amz-Expires", "")
+        signature = query.get("X-Amz-Signature", "")
+        expected = self._signature(request.method, request.path, amz_date, expires)
+        if query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256" or not hmac.compare_digest(
+            signature.encode(), expected.encode()
+        ):
+            acct.counters["blob_refused"] += 1
+            return s3_error(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided. "
+                "Check your key and signing method.",
+            )
+        try:
+            issued = calendar.timegm(time.strptime(amz_date, AMZ_DATE))
+            expired = time.time() > issued + int(expires)
+        except (ValueError, OverflowError):
+            expired = True
+        if expired:
+            acct.counters["blob_refused"] += 1
+            return s3_error(403, "AccessDenied", "Request has expired")
+        headers = CIMultiDict[str]()
+        for key in ("Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"):
+            if key in request.headers:
+                headers[key] = request.headers[key]
+        target = acct.backend_url.with_path(f"/v2/{match['name']}/blobs/{match['digest']}")
+        async with self.session.get(target, headers=headers, allow_redirects=False) as upstream:
+            if upstream.status not in (200, 206, 304):
+                acct.counters["blob_refused"] += 1
+                return s3_error(404, "NoSuchKey", "The specified key does not exist.")
+            acct.counters["blob_served"] += 1
+            response = web.StreamResponse(status=upstream.status)
+            for key in _BLOB_HOST_HEADERS:
+                if key in upstream.headers:
+                    response.headers[key] = upstream.headers[key]
+            return await _stream_body(request, upstream, response)
 
     # -- dispatch -------------------------------------------------------------------------
     async def _dispatch(self, acct: _AccountFront, request: web.Request) -> web.StreamResponse:
@@ -382,7 +558,33 @@ class EcrFront:
         if what == "flush" and request.method == "POST":
             acct.expire_pending = 0
             acct.ecr.forget()
+            acct.set_throttle(self.config.throttle_rate)
+            acct.presign_expires = self.config.presign_expires
+            acct.patched.clear()
+            acct.counters = dict.fromkeys(_COUNTERS, 0)
             return web.json_response({"account_id": acct.config.account_id, "flushed": True})
+        if what == "throttle" and request.method == "POST":
+            try:
+                rate = float(request.query.get("rate", "0"))
+            except ValueError:
+                return web.json_response({"error": "rate must be a number"}, status=400)
+            acct.set_throttle(rate)
+            return web.json_response(
+                {"account_id": acct.config.account_id, "throttle_rate": acct.throttle_rate}
+            )
+        if what == "presign-expiry" and request.method == "POST":
+            try:
+                seconds = int(request.query.get("seconds", str(self.config.presign_expires)))
+            except ValueError:
+                return web.json_response({"error": "seconds must be an integer"}, status=400)
+            acct.presign_expires = max(0, seconds)
+            return web.json_response(
+                {"account_id": acct.config.account_id, "presign_expires": acct.presign_expires}
+            )
+        if what == "stats" and request.method == "GET":
+            return web.json_response(
+                {"account_id": acct.config.account_id, "blob_host": self.blob_base, **acct.counters}
+            )
         return web.json_response(
             {"error": f"unknown admin endpoint {request.method} {request.path}"}, status=404
         )
@@ -404,6 +606,13 @@ class EcrFront:
         if not self._authorized(request, password):
             challenge = f'Basic realm="{request.host}",service="ecr.amazonaws.com"'
             return ecr_error(401, "UNAUTHORIZED", "Not Authorized", {"WWW-Authenticate": challenge})
+        wait = acct.take()
+        if wait is not None:
+            acct.counters["throttled"] += 1
+            log.info("throttled %s %s (account %s)", request.method, request.path, acct.config.account_id)
+            return ecr_error(
+                429, "TOOMANYREQUESTS", "Rate exceeded", {"Retry-After": str(max(1, math.ceil(wait)))}
+            )
         if acct.expire_pending > 0:
             # Emulation: moto's token never expires, so expiry is switched on by hand.
             acct.expire_pending -= 1
@@ -426,6 +635,14 @@ class EcrFront:
 
         if manifest is not None and request.method == "PUT":
             return await self._put_manifest(acct, request, name, manifest["ref"], repo)
+
+        blob = _BLOB_RE.fullmatch(path)
+        if blob is not None and request.method == "GET" and self.blob_base is not None:
+            return await self._redirect_blob(acct, request, name, blob["digest"])
+
+        upload_id = _UPLOAD_RE.fullmatch(path)
+        if upload_id is not None and request.method == "PATCH":
+            return await self._patch(acct, request, upload_id["upload"])
 
         upload = _UPLOAD_START_RE.fullmatch(path)
         if upload is not None and request.method == "POST" and "mount" in request.query:
@@ -504,9 +721,55 @@ class EcrFront:
                 return ecr_error(400, "MANIFEST_INVALID", "manifest is not UTF-8 JSON")
             return _buffered_reply(acct, request, upstream, reply_body)
 
+    async def _redirect_blob(
+        self, acct: _AccountFront, request: web.Request, name: str, digest: str
+    ) -> web.StreamResponse:
+        """ECR answers a blob GET with a 307 to S3; a blob the backend lacks gets the
+        backend's own answer (404 BLOB_UNKNOWN)."""
+        async with self.session.head(
+            acct.backend_url.with_path(f"/v2/{name}/blobs/{digest}"), allow_redirects=False
+        ) as head:
+            status = head.status
+        if status != 200:
+            return await self._proxy(acct, request)
+        acct.counters["redirected"] += 1
+        return web.Response(
+            status=307,
+            headers={
+                "Location": self.presign(acct, name, digest),
+                "Docker-Distribution-API-Version": "registry/2.0",
+            },
+        )
+
+    async def _patch(self, acct: _AccountFront, request: web.Request, upload: str) -> web.StreamResponse:
+        """ECR: 201 where the spec says 202, and one PATCH per upload."""
+        if upload in acct.patched:
+            acct.counters["patch_refused"] += 1
+            return ecr_error(
+                400,
+                "BLOB_UPLOAD_INVALID",
+                "ECR accepts one PATCH per blob upload: this upload already had one "
+                "(upload the blob as one streamed request)",
+            )
+
+        def accepted(status: int) -> int:
+            if status == 202:
+                acct.patched[upload] = None
+                while len(acct.patched) > MAX_PATCHED_UPLOADS:
+                    del acct.patched[next(iter(acct.patched))]
+                return 201
+            return status
+
+        return await self._proxy(acct, request, status=accepted)
+
     # -- streaming proxy ------------------------------------------------------------------
     async def _proxy(
-        self, acct: _AccountFront, request: web.Request, *, query: str | None = None
+        self,
+        acct: _AccountFront,
+        request: web.Request,
+        *,
+        query: str | None = None,
+        status: Callable[[int], int] | None = None,
     ) -> web.StreamResponse:
         headers = _forward_headers(request.headers)
         data: AsyncIterator[bytes] | None = None
@@ -523,24 +786,34 @@ class EcrFront:
             data=data,
             allow_redirects=False,
         ) as upstream:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            if status is None:
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            else:
+                response = web.StreamResponse(status=status(upstream.status))
             _copy_response_headers(acct, request, upstream, response)
-            if upstream.content_length is not None:
-                response.content_length = upstream.content_length
-            await response.prepare(request)
-            try:
-                if request.method != "HEAD":
-                    async for chunk in upstream.content.iter_chunked(CHUNK):
-                        await response.write(chunk)
-            except aiohttp.ClientError as exc:
-                # The status line is gone already: cut the connection so the client sees a
-                # truncated body instead of a short "complete" one.
-                log.warning("backend stream broke: %s", exc)
-                if request.transport is not None:
-                    request.transport.abort()
-                return response
-            await response.write_eof()
-            return response
+            return await _stream_body(request, upstream, response)
+
+
+async def _stream_body(
+    request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
+) -> web.StreamResponse:
+    """Send ``response`` with ``upstream``'s body streamed into it."""
+    if upstream.content_length is not None:
+        response.content_length = upstream.content_length
+    await response.prepare(request)
+    try:
+        if request.method != "HEAD":
+            async for chunk in upstream.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+    except aiohttp.ClientError as exc:
+        # The status line is gone already: cut the connection so the client sees a
+        # truncated body instead of a short "complete" one.
+        log.warning("backend stream broke: %s", exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
 
 
 async def _iter_body(request: web.Request) -> AsyncIterator[bytes]:
@@ -617,6 +890,18 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     runners: list[web.AppRunner] = []
     try:
+        if config.blob_redirect:
+            # The blob host binds its own port (0: any free one): owned from the start.
+            blob_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            blob_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            blob_sock.bind((config.listen_host, config.blob_port))
+            blob_sock.listen(128)
+            blob_runner = web.AppRunner(front.blob_app(), access_log=None, handle_signals=False)
+            await blob_runner.setup()
+            runners.append(blob_runner)
+            await web.SockSite(blob_runner, blob_sock).start()
+            front.blob_base = f"http://{config.listen_host}:{blob_sock.getsockname()[1]}"
+            log.info("blob host (S3 stand-in) on %s", front.blob_base)
         for acct in front.accounts:
             runner = web.AppRunner(front.app(acct), access_log=None, handle_signals=False)
             await runner.setup()

@@ -275,6 +275,13 @@ def up(root: Path, *, detach: bool = True) -> SandboxState:
                 "moto_url": moto.url,
                 "region": REGION,
                 "blob_mounting": False,
+                # ECR's blob reads: a 307 to a presigned URL on the front's blob host.
+                "blob_redirect": True,
+                "blob_port": 0,
+                "presign_expires": 300,
+                # Requests per second per account before 429 TOOMANYREQUESTS; 0 = off
+                # (tests set a limit with POST /_sandbox/throttle?rate=R).
+                "throttle_rate": 0,
                 "accounts": [
                     {"account_id": ACCOUNTS[name], "listen_port": port, "backend": backends[name]}
                     for name, port in zip(ACCOUNTS, ports, strict=True)
