@@ -49,6 +49,15 @@ def test_retry_honours_retry_after() -> None:
     assert elapsed >= 0.3
 
 
+def test_a_retry_after_wait_is_never_shorter_and_spread_out() -> None:
+    policy = RetryPolicy(base_delay=0.2, max_delay=10.0)
+    waits = [policy.delay(1, 1.0) for _ in range(50)]
+    assert all(1.0 <= w <= 1.5 for w in waits)
+    assert len({round(w, 6) for w in waits}) > 10  # not all at the same moment
+    # Throttled again and again: the wait grows past Retry-After with the attempts.
+    assert min(policy.delay(6, 1.0) for _ in range(20)) >= 0.2 * 2**5
+
+
 def test_retry_is_bounded_by_attempts() -> None:
     policy = RetryPolicy(attempts=3, base_delay=0.001)
     with pytest.raises(ServerError):

@@ -27,9 +27,13 @@ class RetryPolicy:
     max_delay: float = 10.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_delay * 3)
         backoff = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        if retry_after is not None:
+            # Never sooner than the registry asked, and spread out: requests throttled
+            # together and retried at exactly Retry-After are throttled together again (a
+            # throttled sandbox front showed blob PUTs losing to upload POSTs for ever).
+            wait = max(retry_after, backoff)
+            return float(min(wait * (1 + random.random() / 2), self.max_delay * 3))
         return float(backoff * (0.5 + random.random() / 2))
 
     def should_retry(self, error: BaseException) -> bool:
