@@ -22,7 +22,7 @@ from cloudops.sandbox import world
 from cloudops.sandbox.seed import build_package
 from tests.support.faults import FaultProxy, Rule, fault_proxy
 from tests.support.run import cloudops
-from tests.support.sandbox import context_for, ecr_tags, init_all, publish, registry_token
+from tests.support.sandbox import ecr_tags, proxied_world, publish, registry_token
 
 MiB = 1024 * 1024
 FAST = {"CLOUDOPS_RETRY_ATTEMPTS": "4", "CLOUDOPS_RETRY_SECONDS": "20", "AWS_MAX_ATTEMPTS": "4"}
@@ -48,19 +48,7 @@ def qa_proxy(sandbox: world.SandboxState) -> Iterator[FaultProxy]:
 @pytest.fixture
 def setup(sandbox, s3_proxy, qa_proxy, tmp_path: Path):  # type: ignore[no-untyped-def]
     """A clean world, and a pipeline whose AWS endpoint and qa registry go through proxies."""
-    s3_proxy.clear()
-    qa_proxy.clear()
-    world.reset(sandbox)
-    ctx = context_for(sandbox.pipeline)
-    init_all(ctx)
-    text = sandbox.pipeline.read_text()
-    text = text.replace(f'aws: "{sandbox.moto_url}"', f'aws: "{s3_proxy.url}"')
-    text = text.replace(f'qa: "{sandbox.registries["qa"]}"', f'qa: "{qa_proxy.host}"')
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(text)
-    s3_proxy.log.clear()
-    qa_proxy.log.clear()
-    return ctx, pipeline
+    return proxied_world(sandbox, s3_proxy, qa_proxy, tmp_path)
 
 
 def _run(pipeline: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

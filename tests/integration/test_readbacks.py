@@ -26,7 +26,7 @@ from tests.conftest import Registry
 from tests.support.faults import FaultProxy, Rule, fault_proxy
 from tests.support.images import Pusher, TestImage, make_image, random_layer
 from tests.support.run import assert_clean_failure, cloudops
-from tests.support.sandbox import context_for, init_all, publish, registry_token
+from tests.support.sandbox import proxied_world, publish, registry_token
 
 MiB = 1024 * 1024
 FAST = {"CLOUDOPS_RETRY_ATTEMPTS": "3", "CLOUDOPS_RETRY_SECONDS": "20", "AWS_MAX_ATTEMPTS": "3"}
@@ -160,20 +160,7 @@ def qa_proxy(sandbox: world.SandboxState) -> Iterator[FaultProxy]:
 @pytest.fixture
 def setup(sandbox, s3_proxy, qa_proxy, tmp_path: Path):  # type: ignore[no-untyped-def]
     """A clean world, and a pipeline whose AWS endpoint and qa registry go through proxies."""
-    s3_proxy.clear()
-    qa_proxy.clear()
-    world.reset(sandbox)
-    ctx = context_for(sandbox.pipeline)
-    init_all(ctx)
-    text = sandbox.pipeline.read_text()
-    proxied = text.replace(f'aws: "{sandbox.moto_url}"', f'aws: "{s3_proxy.url}"')
-    proxied = proxied.replace(f'qa: "{sandbox.registries["qa"]}"', f'qa: "{qa_proxy.host}"')
-    assert proxied.count(s3_proxy.url) == 1 and proxied.count(qa_proxy.host) == 1, "pipeline not proxied"
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(proxied)
-    s3_proxy.log.clear()
-    qa_proxy.log.clear()
-    return ctx, pipeline
+    return proxied_world(sandbox, s3_proxy, qa_proxy, tmp_path)
 
 
 def _run(pipeline: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

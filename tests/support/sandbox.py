@@ -16,6 +16,7 @@ from cloudops.pipeline.model import Pipeline, load_pipeline
 from cloudops.registry import RegistryPool
 from cloudops.sandbox import world
 from cloudops.sandbox.seed import publish_image
+from tests.support.faults import FaultProxy
 
 
 @contextmanager
@@ -113,3 +114,24 @@ def registry_digest(context: PipelineContext, account: str, repository: str, ref
             if blob is not None:
                 assert client.head(f"{base}/blobs/{blob['digest']}").status_code == 200, "a missing blob"
         return "sha256:" + hashlib.sha256(answer.content).hexdigest()
+
+
+def proxied_world(
+    sandbox: world.SandboxState, s3_proxy: FaultProxy, qa_proxy: FaultProxy, directory: Path
+) -> tuple[PipelineContext, Path]:
+    """A clean world, and a pipeline.yaml in ``directory`` whose AWS endpoint and qa
+    registry go through the two fault proxies (the context itself talks to them directly)."""
+    s3_proxy.clear()
+    qa_proxy.clear()
+    world.reset(sandbox)
+    ctx = context_for(sandbox.pipeline)
+    init_all(ctx)
+    text = sandbox.pipeline.read_text()
+    proxied = text.replace(f'aws: "{sandbox.moto_url}"', f'aws: "{s3_proxy.url}"')
+    proxied = proxied.replace(f'qa: "{sandbox.registries["qa"]}"', f'qa: "{qa_proxy.host}"')
+    assert proxied.count(s3_proxy.url) == 1 and proxied.count(qa_proxy.host) == 1, "pipeline not proxied"
+    pipeline = directory / "pipeline.yaml"
+    pipeline.write_text(proxied)
+    s3_proxy.log.clear()
+    qa_proxy.log.clear()
+    return ctx, pipeline

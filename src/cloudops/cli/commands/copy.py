@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,57 +12,19 @@ import click
 from cloudops.cli import exit_codes
 from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, stderr
 from cloudops.cli.progress import CopyProgressDisplay
+from cloudops.cli.registry_flags import authfile_option, build_keychain, env_credentials, tls_options
 from cloudops.cli.settings import retry_policy
 from cloudops.copy import CopyEngine, CopyReport, CopyRequest
 from cloudops.errors import InputError
 from cloudops.refs import parse_reference
 from cloudops.registry import (
     Credentials,
-    DockerConfigKeychain,
     MultiKeychain,
     RegistryPool,
-    StaticKeychain,
     TransportSettings,
 )
-from cloudops.registry.auth import Keychain
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-registry_options = [
-    click.option(
-        "--insecure-registry",
-        "insecure",
-        multiple=True,
-        metavar="HOST",
-        help="Trust HOST without TLS verification, or over plain HTTP if it has no TLS (repeatable). "
-        "Every other registry is HTTPS, verified.",
-    ),
-    click.option(
-        "--ca-bundle",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="PEM file of certificate authorities to trust for registries.",
-    ),
-    click.option(
-        "--concurrency",
-        type=click.IntRange(1, 64),
-        default=8,
-        show_default=True,
-        help="Blob transfers at once.",
-    ),
-]
-
-
-def _with_registry_options(func: F) -> F:
-    for option in reversed(registry_options):
-        func = option(func)
-    return func
-
-
-def _env_credentials(var: str, host: str) -> dict[str, Credentials]:
-    value = os.environ.get(var)
-    if not value:
-        return {}
-    return {host: Credentials.parse(value, source=f"${var}")}
 
 
 def _read_batch(path: Path) -> list[CopyRequest]:
@@ -94,11 +55,7 @@ def _read_batch(path: Path) -> list[CopyRequest]:
     help="File of 'SRC DST' lines: copy them all in one run, blobs shared.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option(
-    "--authfile",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Docker config.json or containers auth.json to read credentials from.",
-)
+@authfile_option
 @click.option(
     "--src-creds-env",
     default="CLOUDOPS_SRC_CREDS",
@@ -114,7 +71,14 @@ def _read_batch(path: Path) -> list[CopyRequest]:
     help="Environment variable holding USER:PASSWORD for the destination registry.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@_with_registry_options
+@tls_options
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Blob transfers at once.",
+)
 @handles_errors
 def copy(
     src: str | None,
@@ -155,14 +119,13 @@ def copy(
 
     static: dict[str, Credentials] = {}
     for request in requests:
-        static.update(_env_credentials(src_creds_env, request.source.registry))
+        static.update(env_credentials(src_creds_env, request.source.registry))
     for request in requests:
-        static.update(_env_credentials(dest_creds_env, request.destination.registry))
-    keychains: list[Keychain] = [StaticKeychain(static)]
-    keychains.append(DockerConfigKeychain([authfile]) if authfile else DockerConfigKeychain())
+        static.update(env_credentials(dest_creds_env, request.destination.registry))
+    keychain = build_keychain(static, authfile)
     settings = TransportSettings.build(insecure, ca_bundle, retry=retry_policy())
 
-    report = asyncio.run(_run(requests, MultiKeychain(keychains), settings, concurrency, quiet or as_json))
+    report = asyncio.run(_run(requests, keychain, settings, concurrency, quiet or as_json))
     if as_json:
         emit_json(report.as_dict())
     failed = [r for r in report.results if not r.ok]

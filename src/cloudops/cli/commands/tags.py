@@ -3,47 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import click
 
 from cloudops.cli.output import emit_json, handles_errors, safe_text, stderr
+from cloudops.cli.registry_flags import authfile_option, build_keychain, env_credentials, tls_options
 from cloudops.cli.settings import retry_policy
 from cloudops.refs import Reference, parse_reference
 from cloudops.registry import (
-    Credentials,
-    DockerConfigKeychain,
     MultiKeychain,
     RegistryPool,
-    StaticKeychain,
     TransportSettings,
 )
-from cloudops.registry.auth import Keychain
 from cloudops.report.tags import TagList, list_repository_tags
 
 
 @click.command()
 @click.argument("reference", metavar="REF")
 @click.option("--json", "as_json", is_flag=True, help="Print the tags as JSON on stdout.")
-@click.option(
-    "--insecure-registry",
-    "insecure",
-    multiple=True,
-    metavar="HOST",
-    help="Trust HOST without TLS verification, or over plain HTTP if it has no TLS (repeatable). "
-    "Every other registry is HTTPS, verified.",
-)
-@click.option(
-    "--ca-bundle",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="PEM file of certificate authorities to trust for registries.",
-)
-@click.option(
-    "--authfile",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Docker config.json or containers auth.json to read credentials from.",
-)
+@tls_options
+@authfile_option
 @click.option(
     "--src-creds-env",
     default="CLOUDOPS_SRC_CREDS",
@@ -67,15 +47,10 @@ def tags(
     are not valid tags are counted, never shown. Credentials and TLS work as for `copy`.
     """
     ref = parse_reference(reference, default_tag=None)
-    static: dict[str, Credentials] = {}
-    value = os.environ.get(src_creds_env)
-    if value:
-        static[ref.registry] = Credentials.parse(value, source=f"${src_creds_env}")
-    keychains: list[Keychain] = [StaticKeychain(static)]
-    keychains.append(DockerConfigKeychain([authfile]) if authfile else DockerConfigKeychain())
+    keychain = build_keychain(env_credentials(src_creds_env, ref.registry), authfile)
     settings = TransportSettings.build(insecure, ca_bundle, retry=retry_policy())
 
-    found = asyncio.run(_run(ref, MultiKeychain(keychains), settings))
+    found = asyncio.run(_run(ref, keychain, settings))
     if as_json:
         emit_json(found.as_dict())
     else:
