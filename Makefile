@@ -2,22 +2,27 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := docker-registry skopeo awscli chromium
+APT_PACKAGES := docker-registry skopeo awscli chromium tinyproxy
 
-.PHONY: test demo lint typecheck bench bench-package bench-status sysdeps venv unit clean soak mutants
+.PHONY: test demo bytecode lint typecheck bench bench-package bench-status sysdeps venv unit clean soak mutants
 
 # Lint and types first (seconds), then every test: unit, integration (real registries,
 # moto server, skopeo, the AWS CLI, chromium), e2e.
 # Property tests run derandomized here (hypothesis profile "ci": the same examples on every
 # run); `make soak` runs them randomized.
-test: sysdeps $(STAMP) lint typecheck
+test: sysdeps $(STAMP) lint typecheck bytecode
 	$(PY) -m pytest -q --hypothesis-profile=ci $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-demo: sysdeps $(STAMP)
+demo: sysdeps $(STAMP) bytecode
 	$(VENV)/bin/cloudops demo
+
+# Every CLI run (hundreds in the tests, one per Jenkins step) would otherwise compile the
+# sources it imports again when PYTHONDONTWRITEBYTECODE is set, as on many CI machines.
+bytecode: $(STAMP)
+	$(PY) -m compileall -q src
 
 bench: sysdeps $(STAMP)
 	$(PY) benchmarks/copy_bench.py $(BENCH_ARGS)
@@ -37,14 +42,15 @@ typecheck: $(STAMP)
 
 venv: $(STAMP)
 
-# Debian packages for the real servers the tests start (registry), the interop peers, and
-# headless chromium (opens `cloudops status --html` pages in tests).
+# Debian packages for the real servers the tests start (registry, tinyproxy as the forward
+# proxy), the interop peers, and headless chromium (opens `cloudops status --html` pages in tests).
 sysdeps:
 	@missing=""; \
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
 	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
 	test -x /usr/bin/aws || missing="$$missing awscli"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v tinyproxy >/dev/null || missing="$$missing tinyproxy"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

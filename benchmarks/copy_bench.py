@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""cloudops copy vs skopeo: bulk copy and no-op re-copy of a release, peak memory.
+"""cloudops copy vs skopeo: bulk copy and no-op re-copy of a release, one image per
+process, peak memory.
 
 Starts a source registry (Debian's docker-registry), builds a release of 8 images x 6
 layers (2 base layers shared by all, 4 unique each; random, incompressible bytes) with the
@@ -9,6 +10,12 @@ test suite's independent pusher, then per round:
   process, every image) against `skopeo copy --all --preserve-digests` once per image,
   one after the other (what a Jenkins job does);
 * no-op: both again, against the destination they just filled.
+
+Then the single-image section, one image per process as the Jenkins job runs it: an image
+of 4 random layers (64 MiB in all, --single-mib) copied by `cloudops copy SRC DST` against
+one `skopeo copy`, each into a fresh destination registry, then the same command again
+(no-op). Targets: skopeo/cloudops >= 1.0 for the fresh copy, cloudops/skopeo <= 2.0 for
+the no-op. --single-only runs only it, --no-single skips it.
 
 Every copy is verified by reading the destination back with plain httpx (tag digest equals
 the source digest, every blob present): a benchmark that copies wrongly fails, exit 1.
@@ -20,6 +27,8 @@ round, so later rounds are not turned into mounts by earlier ones. See README.md
     python benchmarks/copy_bench.py                       # full run, 3 rounds
     python benchmarks/copy_bench.py --scale 0.1 --rounds 1  # smoke run, ~30 s
     python benchmarks/copy_bench.py --big-layer           # + a 1 GiB layer, cloudops alone
+    python benchmarks/copy_bench.py --single-only --single-mib 8 --rounds 1  # smoke, single
+    python benchmarks/copy_bench.py --importtime          # cloudops' import times, no copy
 """
 
 from __future__ import annotations
@@ -67,6 +76,11 @@ UNIQUE_LAYER_MIB = (14.0, 8.0, 5.0, 2.0)  # per image, each jittered by +-20 %
 BULK_TARGET = 1.3  # skopeo / cloudops, at least
 NOOP_TARGET = 1.0
 RSS_TARGET_MIB = 150.0
+SINGLE_REPOSITORY = "single/app"
+SINGLE_LAYERS = 4
+SINGLE_FRESH_TARGET = 1.0  # skopeo / cloudops, at least: cloudops at least as fast
+SINGLE_NOOP_TARGET = 2.0  # cloudops / skopeo, at most
+IMPORTTIME_TOP = 15
 SKOPEO_CACHE_FILE = Path("containers/cache/blob-info-cache-v1.boltdb")
 
 
@@ -159,6 +173,11 @@ def host_of(server: ServerProcess) -> str:
     return server.url.split("://", 1)[1]
 
 
+def cloudops_env() -> dict[str, str]:
+    """The environment without $CLOUDOPS_* settings: cloudops runs with its defaults."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CLOUDOPS_")}
+
+
 # -- the two tools ----------------------------------------------------------------------
 
 
@@ -182,8 +201,7 @@ def run_cloudops(
         )
     )
     argv = copy_command(src, dst, concurrency, "--batch", str(batch))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDOPS_")}
-    run = run_measured(argv, workdir, env).check()
+    run = run_measured(argv, workdir, cloudops_env()).check()
     report = run.json_report()
     return ToolRun(run.seconds, run.cpu_seconds, run.max_rss_kib, 1, report)
 
@@ -393,6 +411,258 @@ def one_round(
     return figures
 
 
+# -- one image per process --------------------------------------------------------------
+
+
+def build_single(total_mib: int) -> Release:
+    """One image of SINGLE_LAYERS equal random layers, `total_mib` MiB in all, as a
+    one-image Release: the bulk section's skopeo runner and verification apply as they are."""
+    size = max(1024, total_mib * MiB // SINGLE_LAYERS)
+    image = make_image([random_layer(size) for _ in range(SINGLE_LAYERS)], label="single")
+    return Release([ReleaseImage(SINGLE_REPOSITORY, image)])
+
+
+def single_refs(src: ServerProcess, dst: ServerProcess, repository: str) -> tuple[str, str]:
+    return f"{host_of(src)}/{repository}:{TAG}", f"{host_of(dst)}/{repository}:{TAG}"
+
+
+def run_cloudops_single(
+    single: Release, src: ServerProcess, dst: ServerProcess, workdir: Path, concurrency: int
+) -> ToolRun:
+    """`cloudops copy SRC DST`: one process, one image, the bulk section's flags."""
+    argv = copy_command(src, dst, concurrency, *single_refs(src, dst, single.images[0].repository))
+    run = run_measured(argv, workdir, cloudops_env()).check()
+    return ToolRun(run.seconds, run.cpu_seconds, run.max_rss_kib, 1, run.json_report())
+
+
+def verify_no_shortcuts(report: dict[str, object], single: Release, who: str) -> None:
+    """A fresh copy must upload every blob: no mount, no skip made cloudops' job easier.
+    (skopeo's side: a fresh registry and an empty blob-info cache, so it has nothing to
+    mount from or to skip.)"""
+    images = report.get("images")
+    first = images[0] if isinstance(images, list) and images else None
+    blobs = first.get("blobs") if isinstance(first, dict) else None
+    wanted = {"uploaded": len(single.images[0].image.all_blobs()), "mounted": 0, "skipped": 0}
+    if blobs != wanted:
+        raise BenchError(f"{who}: cloudops reports blobs {blobs}, a fresh copy needs {wanted}")
+
+
+@dataclass
+class SingleFigures:
+    fresh: dict[str, ToolRun] = field(default_factory=dict)
+    noop: dict[str, ToolRun] = field(default_factory=dict)
+
+
+def single_round(
+    number: int, single: Release, src: ServerProcess, workdir: Path, concurrency: int
+) -> SingleFigures:
+    here = workdir / f"single-{number}"
+    here.mkdir()
+    figures = SingleFigures()
+    # A fresh destination registry per tool and round: nothing there to mount or skip.
+    servers = {
+        "cloudops": start_registry(here / "dst-cloudops"),
+        "skopeo": start_registry(here / "dst-skopeo"),
+    }
+    cache_home = here / "skopeo-data"  # a fresh, empty blob-info cache for this round
+    order = ["cloudops", "skopeo"] if number % 2 else ["skopeo", "cloudops"]
+
+    def run(tool: str) -> ToolRun:
+        if tool == "cloudops":
+            return run_cloudops_single(single, src, servers[tool], here, concurrency)
+        return run_skopeo(single, src, servers[tool], here, cache_home)
+
+    try:
+        for tool in order:
+            figures.fresh[tool] = run(tool)
+            verify_destination(single, servers[tool], f"{tool} single fresh copy, round {number}")
+        verify_cloudops_report(figures.fresh["cloudops"].report, single, noop=False)
+        verify_no_shortcuts(figures.fresh["cloudops"].report, single, f"single fresh copy, round {number}")
+        for tool in order:
+            figures.noop[tool] = run(tool)
+            verify_destination(single, servers[tool], f"{tool} single no-op re-copy, round {number}")
+        verify_cloudops_report(figures.noop["cloudops"].report, single, noop=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(here, ignore_errors=True)
+    return figures
+
+
+def single_ratio(runs: dict[str, ToolRun], over: str) -> float:
+    """`over` / the other tool, wall seconds."""
+    under = "skopeo" if over == "cloudops" else "cloudops"
+    return runs[over].seconds / runs[under].seconds
+
+
+def single_summary(
+    name: str, runs: list[dict[str, ToolRun]], over: str, target: float, *, at_most: bool
+) -> tuple[list[str], str, bool]:
+    """Like summary(), for a ratio `over` / the other tool whose target is a floor
+    (skopeo/cloudops >= target) or a ceiling (cloudops/skopeo <= target)."""
+    ours = [r["cloudops"].seconds for r in runs]
+    theirs = [r["skopeo"].seconds for r in runs]
+    paired = [single_ratio(r, over) for r in runs]
+    under = "skopeo" if over == "cloudops" else "cloudops"
+    ratio = statistics.median(ours if over == "cloudops" else theirs) / statistics.median(
+        theirs if over == "cloudops" else ours
+    )
+    met = ratio <= target if at_most else ratio >= target
+    bound = f"{'<=' if at_most else '>='} {target:.1f}x"
+    row = [
+        name,
+        f"{min(ours):.2f}s / {statistics.median(ours):.2f}s",
+        f"{statistics.median(r['cloudops'].cpu_seconds for r in runs):.2f}s",
+        f"{min(theirs):.2f}s / {statistics.median(theirs):.2f}s",
+        f"{statistics.median(r['skopeo'].cpu_seconds for r in runs):.2f}s",
+        f"{over}/{under}",
+        f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f})",
+        bound,
+    ]
+    line = (
+        f"single {name}: cloudops {statistics.median(ours):.2f}s vs skopeo {statistics.median(theirs):.2f}s "
+        f"-> {over}/{under} {ratio:.2f}x (target {bound}: {'met' if met else 'MISSED'})"
+    )
+    return row, line, met
+
+
+def bench_single(
+    src: ServerProcess, workdir: Path, total_mib: int, rounds: int, concurrency: int
+) -> tuple[list[list[str]], list[str], bool]:
+    started = time.perf_counter()
+    single = build_single(total_mib)
+    pusher = Pusher(src.url)
+    try:
+        pusher.push(SINGLE_REPOSITORY, TAG, single.images[0].image)
+    finally:
+        pusher.client.close()
+    print(
+        f"single image: {SINGLE_REPOSITORY}:{TAG}, {SINGLE_LAYERS} layers, "
+        f"{single.unique_bytes / MiB:.0f} MiB; built and pushed in {time.perf_counter() - started:.1f}s",
+        flush=True,
+    )
+    figures: list[SingleFigures] = []
+    for number in range(1, rounds + 1):
+        got = single_round(number, single, src, workdir, concurrency)
+        figures.append(got)
+        f, n = got.fresh, got.noop
+        print(
+            f"single round {number}: fresh cloudops {f['cloudops'].seconds:.2f}s "
+            f"(RSS {mib(f['cloudops'].max_rss_kib)}) skopeo {f['skopeo'].seconds:.2f}s "
+            f"-> skopeo/cloudops {single_ratio(f, 'skopeo'):.2f}x | "
+            f"no-op cloudops {n['cloudops'].seconds:.2f}s skopeo {n['skopeo'].seconds:.2f}s "
+            f"-> cloudops/skopeo {single_ratio(n, 'cloudops'):.2f}x",
+            flush=True,
+        )
+    rows = [
+        [
+            f"single image, {total_mib} MiB",
+            "cloudops wall min / median",
+            "cpu median",
+            "skopeo wall min / median",
+            "cpu median",
+            "ratio",
+            "per round (min-max)",
+            "target",
+        ]
+    ]
+    fresh_row, fresh_line, fresh_met = single_summary(
+        "fresh copy", [f.fresh for f in figures], "skopeo", SINGLE_FRESH_TARGET, at_most=False
+    )
+    noop_row, noop_line, noop_met = single_summary(
+        "no-op re-copy", [f.noop for f in figures], "cloudops", SINGLE_NOOP_TARGET, at_most=True
+    )
+    rows += [fresh_row, noop_row]
+    peak = max(max(f.fresh["cloudops"].max_rss_kib, f.noop["cloudops"].max_rss_kib) for f in figures)
+    skopeo_peak = max(max(f.fresh["skopeo"].max_rss_kib, f.noop["skopeo"].max_rss_kib) for f in figures)
+    lines = [
+        fresh_line,
+        noop_line,
+        f"single peak RSS: cloudops {mib(peak)}, skopeo {mib(skopeo_peak)}",
+    ]
+    return rows, lines, fresh_met and noop_met
+
+
+# -- import times -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportEntry:
+    self_us: int
+    cumulative_us: int
+    module: str
+
+
+def parse_importtime(stderr: str) -> list[ImportEntry]:
+    """`import time: SELF | CUMULATIVE | MODULE` lines of `python -X importtime`."""
+    entries = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:"):
+            continue
+        fields = line.removeprefix("import time:").split("|")
+        if len(fields) != 3 or not fields[0].strip().isdigit():
+            continue  # the header line, or another program's output
+        entries.append(ImportEntry(int(fields[0]), int(fields[1]), fields[2].strip()))
+    return entries
+
+
+def import_times(mode: str, workdir: Path, total_mib: int, concurrency: int) -> None:
+    """`python -X importtime -m cloudops copy --help` (mode "help") or a real single copy
+    between two fresh loopback registries (mode "copy"), with this interpreter (the venv's
+    when run as `.venv/bin/python benchmarks/copy_bench.py`). A first `copy --help`, not
+    reported, warms the page cache."""
+    python = [sys.executable, "-X", "importtime", "-m", "cloudops"]
+    env = cloudops_env()
+    subprocess.run([*python, "copy", "--help"], capture_output=True, env=env, check=False)
+    servers: list[ServerProcess] = []
+    copied: tuple[Release, ServerProcess] | None = None  # what a real copy must have written
+    try:
+        if mode == "copy":
+            src = start_registry(workdir / "importtime-src")
+            servers.append(src)
+            dst = start_registry(workdir / "importtime-dst")
+            servers.append(dst)
+            single = build_single(total_mib)
+            pusher = Pusher(src.url)
+            try:
+                pusher.push(SINGLE_REPOSITORY, TAG, single.images[0].image)
+            finally:
+                pusher.client.close()
+            tail = copy_command(src, dst, concurrency, *single_refs(src, dst, SINGLE_REPOSITORY))
+            tail = tail[tail.index("copy") :]
+            copied = single, dst
+        else:
+            tail = ["copy", "--help"]
+        started = time.perf_counter()
+        done = subprocess.run([*python, *tail], capture_output=True, text=True, env=env, check=False)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            said = "".join(x for x in done.stderr.splitlines(True) if not x.startswith("import time:"))
+            raise BenchError(f"cloudops {' '.join(tail)} exited {done.returncode}\n{said[-4000:]}")
+        if copied is not None:
+            verify_destination(*copied, "cloudops copy under -X importtime")
+    finally:
+        for server in servers:
+            server.stop()
+    entries = parse_importtime(done.stderr)
+    if not entries:
+        raise BenchError(f"no -X importtime output from {sys.executable}")
+    print(
+        f"import times: python -X importtime -m cloudops {' '.join(tail)}\n"
+        f"interpreter {sys.executable}; process wall {seconds:.2f}s\n"
+    )
+    rows = [["cumulative", "self", "module"]]
+    for entry in sorted(entries, key=lambda e: e.cumulative_us, reverse=True)[:IMPORTTIME_TOP]:
+        rows.append([f"{entry.cumulative_us / 1000:.1f} ms", f"{entry.self_us / 1000:.1f} ms", entry.module])
+    print_table(rows)
+    total = sum(e.self_us for e in entries)
+    cloudops_self = sum(e.self_us for e in entries if e.module.split(".")[0] == "cloudops")
+    print(
+        f"\ntotal: {total / 1000:.1f} ms importing {len(entries)} modules (sum of self times; "
+        f"cloudops' own modules {cloudops_self / 1000:.1f} ms)"
+    )
+
+
 # -- output -----------------------------------------------------------------------------
 
 
@@ -454,15 +724,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="where registries store data (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--check", action="store_true", help="exit 4 when a target is missed")
+    sections = parser.add_mutually_exclusive_group()
+    sections.add_argument(
+        "--single-only", action="store_true", help="run only the single-image section (no release)"
+    )
+    sections.add_argument("--no-single", action="store_true", help="skip the single-image section")
+    parser.add_argument(
+        "--single-mib", type=int, default=64, help="size of the single image, 4 equal layers (default 64)"
+    )
+    parser.add_argument(
+        "--importtime",
+        nargs="?",
+        const="help",
+        choices=["help", "copy"],
+        help="only print cloudops' import times (python -X importtime) for `copy --help` (default) "
+        "or a real single copy (`--importtime copy`), then exit",
+    )
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.images < 1 or args.scale <= 0 or args.big_layer_mib < 1:
-        parser.error("--rounds, --images, --scale and --big-layer-mib must be positive")
+    if args.rounds < 1 or args.images < 1 or args.scale <= 0 or args.big_layer_mib < 1 or args.single_mib < 1:
+        parser.error("--rounds, --images, --scale, --big-layer-mib and --single-mib must be positive")
+    if args.single_only and args.big_layer:
+        parser.error("--big-layer belongs to the bulk section, which --single-only skips")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("skopeo") is None:
+    if args.importtime is None and shutil.which("skopeo") is None:
         print("copy_bench: skopeo is not installed (make sysdeps installs it)", file=sys.stderr)
         return 2
     if args.workdir:
@@ -474,75 +762,90 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         floor = run_measured(["true"], workdir).check().max_rss_kib
         compile_cloudops()
+        if args.importtime is not None:
+            import_times(args.importtime, workdir, args.single_mib, args.concurrency)
+            return 0
         print(
             f"{tool_versions()}; cloudops {' '.join(cloudops_command())}; {os.cpu_count()} CPUs, "
             f"load average {os.getloadavg()[0]:.1f}"
         )
-        started = time.perf_counter()
-        release = build_release(args.images, args.scale, args.seed)
-        src = start_registry(workdir / "src")
-        pusher = Pusher(src.url)
-        try:
-            for item in release.images:
-                pusher.push(item.repository, TAG, item.image)
-        finally:
-            pusher.client.close()
-        blobs = release.unique_blobs()
-        print(
-            f"release: {len(release.images)} images x {len(UNIQUE_LAYER_MIB) + len(BASE_LAYER_MIB)} layers "
-            f"({len(BASE_LAYER_MIB)} shared), {len(blobs)} unique blobs, "
-            f"{release.unique_bytes / 1e6:.0f} MB unique; "
-            f"built and pushed in {time.perf_counter() - started:.1f}s"
-        )
-
-        rounds: list[RoundFigures] = []
-        for number in range(1, args.rounds + 1):
-            figures = one_round(number, release, src, workdir, args.concurrency)
-            rounds.append(figures)
-            b, n = figures.bulk, figures.noop
+        rows: list[list[str]] = []
+        lines: list[str] = []
+        bulk_met = noop_met = rss_met = single_met = True
+        if not args.single_only:
+            started = time.perf_counter()
+            release = build_release(args.images, args.scale, args.seed)
+            src = start_registry(workdir / "src")
+            pusher = Pusher(src.url)
+            try:
+                for item in release.images:
+                    pusher.push(item.repository, TAG, item.image)
+            finally:
+                pusher.client.close()
+            blobs = release.unique_blobs()
             print(
-                f"round {number}: bulk cloudops {b['cloudops'].seconds:.2f}s "
-                f"(RSS {mib(b['cloudops'].max_rss_kib)}, "
-                f"{uploaded_bytes(b['cloudops'].report) / 1e6:.0f} MB uploaded)"
-                f" skopeo {b['skopeo'].seconds:.2f}s | no-op cloudops {n['cloudops'].seconds:.2f}s "
-                f"(RSS {mib(n['cloudops'].max_rss_kib)}) skopeo {n['skopeo'].seconds:.2f}s",
-                flush=True,
+                f"release: {len(release.images)} images x {len(UNIQUE_LAYER_MIB) + len(BASE_LAYER_MIB)} "
+                f"layers ({len(BASE_LAYER_MIB)} shared), {len(blobs)} unique blobs, "
+                f"{release.unique_bytes / 1e6:.0f} MB unique; "
+                f"built and pushed in {time.perf_counter() - started:.1f}s"
             )
-        del release  # the layers, before measuring the big one
 
-        rows = [
-            [
-                "",
-                "cloudops wall min / median",
-                "cpu median",
-                "skopeo wall min / median",
-                "cpu median",
-                "skopeo/cloudops wall, per round",
-                "target",
+            rounds: list[RoundFigures] = []
+            for number in range(1, args.rounds + 1):
+                figures = one_round(number, release, src, workdir, args.concurrency)
+                rounds.append(figures)
+                b, n = figures.bulk, figures.noop
+                print(
+                    f"round {number}: bulk cloudops {b['cloudops'].seconds:.2f}s "
+                    f"(RSS {mib(b['cloudops'].max_rss_kib)}, "
+                    f"{uploaded_bytes(b['cloudops'].report) / 1e6:.0f} MB uploaded)"
+                    f" skopeo {b['skopeo'].seconds:.2f}s | no-op cloudops {n['cloudops'].seconds:.2f}s "
+                    f"(RSS {mib(n['cloudops'].max_rss_kib)}) skopeo {n['skopeo'].seconds:.2f}s",
+                    flush=True,
+                )
+            del release  # the layers, before measuring the big one
+
+            rows = [
+                [
+                    "",
+                    "cloudops wall min / median",
+                    "cpu median",
+                    "skopeo wall min / median",
+                    "cpu median",
+                    "skopeo/cloudops wall, per round",
+                    "target",
+                ]
             ]
-        ]
-        bulk_row, bulk_line, bulk_met = summary("bulk copy", [r.bulk for r in rounds], BULK_TARGET)
-        noop_row, noop_line, noop_met = summary("no-op re-copy", [r.noop for r in rounds], NOOP_TARGET)
-        rows += [bulk_row, noop_row]
-        peak = max(max(r.bulk["cloudops"].max_rss_kib, r.noop["cloudops"].max_rss_kib) for r in rounds)
-        skopeo_peak = max(max(r.bulk["skopeo"].max_rss_kib, r.noop["skopeo"].max_rss_kib) for r in rounds)
-        rss_met = peak / 1024 < RSS_TARGET_MIB
-        lines = [
-            bulk_line,
-            noop_line,
-            f"peak RSS: cloudops {mib(peak)} (one process, whole batch; target < {RSS_TARGET_MIB:.0f} MiB: "
-            f"{'met' if rss_met else 'MISSED'}), skopeo {mib(skopeo_peak)} (largest single image run); "
-            f"measurement floor {mib(floor)}",
-        ]
-        if args.big_layer:
-            size = args.big_layer_mib * MiB
-            seconds, rss = bench_big_layer(src, workdir, size, args.concurrency)
-            big_met = rss / 1024 < RSS_TARGET_MIB
-            rss_met = rss_met and big_met
-            lines.append(
-                f"big layer: cloudops {size / MiB:.0f} MiB in {seconds:.2f}s "
-                f"({size / MiB / seconds:.0f} MiB/s), peak RSS {mib(rss)} "
-                f"(target < {RSS_TARGET_MIB:.0f} MiB: {'met' if big_met else 'MISSED'})"
+            bulk_row, bulk_line, bulk_met = summary("bulk copy", [r.bulk for r in rounds], BULK_TARGET)
+            noop_row, noop_line, noop_met = summary("no-op re-copy", [r.noop for r in rounds], NOOP_TARGET)
+            rows += [bulk_row, noop_row]
+            peak = max(max(r.bulk["cloudops"].max_rss_kib, r.noop["cloudops"].max_rss_kib) for r in rounds)
+            skopeo_peak = max(max(r.bulk["skopeo"].max_rss_kib, r.noop["skopeo"].max_rss_kib) for r in rounds)
+            rss_met = peak / 1024 < RSS_TARGET_MIB
+            lines = [
+                bulk_line,
+                noop_line,
+                f"peak RSS: cloudops {mib(peak)} (one process, whole batch; "
+                f"target < {RSS_TARGET_MIB:.0f} MiB: {'met' if rss_met else 'MISSED'}), "
+                f"skopeo {mib(skopeo_peak)} (largest single image run); measurement floor {mib(floor)}",
+            ]
+            if args.big_layer:
+                size = args.big_layer_mib * MiB
+                seconds, rss = bench_big_layer(src, workdir, size, args.concurrency)
+                big_met = rss / 1024 < RSS_TARGET_MIB
+                rss_met = rss_met and big_met
+                lines.append(
+                    f"big layer: cloudops {size / MiB:.0f} MiB in {seconds:.2f}s "
+                    f"({size / MiB / seconds:.0f} MiB/s), peak RSS {mib(rss)} "
+                    f"(target < {RSS_TARGET_MIB:.0f} MiB: {'met' if big_met else 'MISSED'})"
+                )
+        single_rows: list[list[str]] = []
+        single_lines: list[str] = []
+        if not args.no_single:
+            if src is None:
+                src = start_registry(workdir / "src")
+            single_rows, single_lines, single_met = bench_single(
+                src, workdir, args.single_mib, args.rounds, args.concurrency
             )
         load = os.getloadavg()[0]
         print(f"\nload average at the end {load:.1f} on {os.cpu_count()} CPUs", end="")
@@ -550,12 +853,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(": the machine was busy, wall times are noisy; the cpu columns are steadier")
         else:
             print()
-        print()
-        print_table(rows)
-        print()
-        for line in lines:
-            print(line)
-        return 4 if args.check and not (bulk_met and noop_met and rss_met) else 0
+        for table, table_lines in ((rows, lines), (single_rows, single_lines)):
+            if table:
+                print()
+                print_table(table)
+                print()
+                for line in table_lines:
+                    print(line)
+        met = bulk_met and noop_met and rss_met and single_met
+        return 4 if args.check and not met else 0
     except BenchError as error:
         print(f"copy_bench: FAILED: {error}", file=sys.stderr)
         return 1

@@ -50,7 +50,7 @@ from cloudops.package import store_for  # noqa: E402
 from cloudops.pipeline.context import PipelineContext  # noqa: E402
 from cloudops.pipeline.init import init_account  # noqa: E402
 from cloudops.pipeline.model import load_pipeline  # noqa: E402
-from cloudops.registry import RegistryPool  # noqa: E402
+from cloudops.registry import RegistrySession  # noqa: E402
 from cloudops.registry.client import RegistryWriter  # noqa: E402
 from cloudops.report.clients import SharedClients  # noqa: E402
 from cloudops.report.collect import WORKERS, read_status  # noqa: E402
@@ -86,7 +86,7 @@ async def fill(context: PipelineContext, repositories: list[str], tags: int, con
     """Every account at once: moto, the front and the registries then all have work."""
     limit = asyncio.Semaphore(concurrency)
     accounts = list(context.pipeline.stages)
-    async with RegistryPool(context.keychain(*accounts), context.transport_settings()) as pool:
+    async with RegistrySession(context.keychain(*accounts), context.transport_settings()) as pool:
         counts = await asyncio.gather(
             *(
                 fill_account(pool.writer(context.registry_host(a)), limit, repositories, tags)
@@ -156,7 +156,7 @@ async def via_registry_api(
     Each registry is pinged first, so tokens are fetched before the clock starts."""
     accounts = list(context.pipeline.stages)
     limit = asyncio.Semaphore(concurrency)
-    async with RegistryPool(context.keychain(*accounts), context.transport_settings()) as pool:
+    async with RegistrySession(context.keychain(*accounts), context.transport_settings()) as pool:
         for account in accounts:
             await pool.reader(context.registry_host(account)).ping()
 

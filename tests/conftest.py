@@ -26,6 +26,19 @@ settings.register_profile("ci", derandomize=True, database=None, print_blob=True
 settings.register_profile("random", derandomize=False, max_examples=500, print_blob=True, **_PATIENT)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))  # --hypothesis-profile wins
 
+PROXY_VARIABLES = tuple(
+    name for base in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY") for name in (base, base.lower())
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_inherited_proxy() -> Iterator[None]:
+    """A CI machine's proxy must not carry the tests' loopback traffic (registries, moto,
+    the CLI they start): the proxy tests set their own variables."""
+    saved = {name: os.environ.pop(name) for name in PROXY_VARIABLES if name in os.environ}
+    yield
+    os.environ.update(saved)
+
 
 @dataclass
 class Registry:
@@ -46,14 +59,15 @@ class Registry:
 def make_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     started: list[Registry] = []
 
-    def make(*, auth: tuple[str, str] | None = None) -> Registry:
+    def make(*, auth: tuple[str, str] | None = None, tls: tuple[Path, Path] | None = None) -> Registry:
+        """A fresh registry; with ``tls`` (certificate, key) it serves HTTPS."""
         root = tmp_path_factory.mktemp("registry")
         htpasswd = None
         if auth is not None:
             htpasswd = root / "htpasswd"
             hashed = bcrypt.hashpw(auth[1].encode(), bcrypt.gensalt(rounds=4)).decode()
             htpasswd.write_text(f"{auth[0]}:{hashed}\n")
-        registry = Registry(start_registry(root, htpasswd=htpasswd), root, auth)
+        registry = Registry(start_registry(root, htpasswd=htpasswd, tls=tls), root, auth)
         started.append(registry)
         return registry
 

@@ -5,7 +5,7 @@ of its own looks safe. Here the destination is a permissive registry (the fault 
 ``accept_any_digest``: an upload whose every declared byte arrived is committed under the
 sha256 of what arrived, whatever the client claimed), and the source serves altered bytes
 of the right length. What may stop the blob is then only cloudops' own sha256 and its
-held-back last chunk (registry/bulk.py): the upload must never arrive whole, and nothing
+held-back last chunk (copy/relay.py): the upload must never arrive whole, and nothing
 may be committed."""
 
 from __future__ import annotations

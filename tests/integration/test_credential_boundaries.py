@@ -17,20 +17,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from cloudops.registry import (
     AuthenticationError,
     Credentials,
     CredentialTargetRefused,
-    RegistryPool,
+    RegistrySession,
     StaticKeychain,
     TransportSettings,
 )
 from cloudops.sandbox.processes import ServerProcess, start_registry
 from tests.conftest import Registry
-from tests.support.certs import self_signed
+from tests.support.certs import write_self_signed
 from tests.support.faults import FaultProxy, Rule, fault_proxy
 from tests.support.images import Pusher, TestImage, make_image, random_layer
 from tests.support.run import assert_clean_failure, cloudops
@@ -230,19 +228,6 @@ def test_a_declined_mount_whose_location_names_another_host_is_refused_not_cance
 # --- 3. a Location on the registry's own host that downgrades https to http -------------------
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = self_signed("cloudops-test-tls", key, ip="127.0.0.1")
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def downgrading_registry(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]:
     """A TLS registry (htpasswd auth) configured with ``http.host: http://itself``: it
@@ -250,7 +235,7 @@ def downgrading_registry(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]
     (distribution builds Location URLs from http.host)."""
     import bcrypt
 
-    cert, key = _certificate(tmp_path)
+    cert, key = write_self_signed(tmp_path, "cloudops-test-tls")
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text(f"{DST[0]}:{bcrypt.hashpw(DST[1].encode(), bcrypt.gensalt(rounds=4)).decode()}\n")
     process = start_registry(
@@ -326,7 +311,7 @@ class HttpsRealm:
 def https_realm(tmp_path: Path, image: TestImage) -> Iterator[HttpsRealm]:
     """Token-auth registries whose realm is https://127.0.0.1:RELAY/token, a TLS relay in
     front of the test token server (another host:port than either registry)."""
-    cert, key = _certificate(tmp_path)
+    cert, key = write_self_signed(tmp_path, "cloudops-test-tls")
     with token_server(tmp_path / "tokens", {DST[0]: DST[1]}) as tokens:
         direct = tokens.url
 
@@ -404,7 +389,7 @@ def test_an_insecure_registry_does_not_make_its_https_realm_unverified(https_rea
 def _reader_run(proxy: FaultProxy, work):  # type: ignore[no-untyped-def]
     async def go():  # type: ignore[no-untyped-def]
         keychain = StaticKeychain({proxy.host: Credentials(*SRC)})
-        async with RegistryPool(keychain, TransportSettings.build([proxy.host])) as pool:
+        async with RegistrySession(keychain, TransportSettings.build([proxy.host])) as pool:
             reader = pool.reader(proxy.host)
             await reader.ping()  # the transport now holds the credentials
             return await work(reader)
@@ -500,7 +485,7 @@ def test_a_challenge_from_a_redirect_target_is_not_answered(
 def test_a_blob_get_of_a_copy_redirected_to_another_host_carries_no_credentials(
     src_proxy: FaultProxy, dst: Registry, catcher: Catcher, image: TestImage
 ) -> None:
-    """The bulk path (registry/bulk.py) follows a blob GET's 307 by hand: the source's
+    """The transport (registry/transport.py) follows a blob GET's 307 by hand: the source's
     credentials stay with the source. The catcher answers the GET 400, so the copy fails;
     what matters is what reached it."""
     digest = image.blobs[0].digest

@@ -171,9 +171,10 @@ def test_manifest_over_four_mib_is_refused_before_being_read_whole(
     registry: Registry, registry2: Registry, src_proxy: FaultProxy, dst_proxy: FaultProxy, chunked: bool
 ) -> None:
     """A 256 MiB manifest, streamed by the proxy, is refused as over the 4 MiB limit: by its
-    Content-Length, or while it is read when only reading can tell (chunked). Without those
-    checks the parser's own limit never sees it: the transport cuts every non-blob body at
-    8 MiB (wire.MAX_BODY) and the copy fails as a broken connection. What the proxy managed
+    Content-Length, or while it is read when only reading can tell (chunked): the transport
+    reads at most 4 MiB + 1 byte of it. Without that limit the parser's own never sees it:
+    the transport cuts every non-blob body at 8 MiB (http.MAX_BODY) and the copy fails as
+    a manifest that is not JSON. What the proxy managed
     to send shows it was not read whole (the rest of the bound is the sockets' buffers)."""
     total = 256 * MiB
     chunk = b" " * MiB
@@ -220,7 +221,7 @@ def test_manifest_over_four_mib_is_refused_before_being_read_whole(
 def test_interrupt_during_a_stalled_request_exits_at_once_and_writes_no_tag(
     path: str, image: TestImage, registry2: Registry, src_proxy: FaultProxy, dst_proxy: FaultProxy
 ) -> None:
-    """Requests run on worker threads (registry/wire.py); Ctrl-C must not wait for a
+    """Requests run on worker threads (registry/http.py); Ctrl-C must not wait for a
     stalled one to time out, and must leave nothing tagged."""
     rule = src_proxy.add(Rule("stall", path=path, method="GET", seconds=120, times=-1))
     process = subprocess.Popen(

@@ -1,5 +1,5 @@
 """The registry client's reading API against a real registry: a blob streamed to the
-caller (bigger than any buffer the wire keeps), stopping early, a missing blob."""
+caller (bigger than any buffer the transport keeps), stopping early, a missing blob."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from cloudops.registry import NotFoundError, RegistryPool, RegistryReader, TransportSettings
+from cloudops.registry import NotFoundError, RegistryReader, RegistrySession, TransportSettings
 from tests.conftest import Registry
 from tests.support.images import Pusher, make_image, random_layer
 
@@ -21,7 +21,7 @@ def _with_reader(registry: Registry, work: Callable[[RegistryReader], Awaitable[
     host = registry.url.split("://", 1)[1]
 
     async def go() -> object:
-        async with RegistryPool(settings=TransportSettings.build([host])) as pool:
+        async with RegistrySession(settings=TransportSettings.build([host])) as pool:
             return await work(pool.reader(host))
 
     return asyncio.run(go())
@@ -29,7 +29,7 @@ def _with_reader(registry: Registry, work: Callable[[RegistryReader], Awaitable[
 
 @pytest.fixture
 def big_layer(registry: Registry) -> tuple[str, int]:
-    layer = random_layer(12 * MiB)  # over the wire's 8 MiB cap for non-blob bodies
+    layer = random_layer(12 * MiB)  # over the transport's 8 MiB cap for non-blob bodies
     Pusher(registry.url).push("ep/cortex", "big", make_image([layer]))
     return layer.digest, len(layer.data)
 

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from cloudops.refs import parse_reference
-from cloudops.registry import RegistryPool, TransportSettings
+from cloudops.registry import RegistrySession, TransportSettings
 from cloudops.report.tags import TagList, list_repository_tags
 from tests.conftest import Registry
 from tests.support.faults import FaultProxy, Rule, fault_proxy
@@ -35,7 +35,7 @@ def _push_tags(
 
 def _list(host: str, ref: str, **kwargs: int) -> TagList:
     async def go() -> TagList:
-        async with RegistryPool(None, TransportSettings.build([host])) as pool:
+        async with RegistrySession(None, TransportSettings.build([host])) as pool:
             return await list_repository_tags(pool, parse_reference(ref, default_tag=None), **kwargs)
 
     return asyncio.run(go())

@@ -43,7 +43,7 @@ S3 = "src/cloudops/aws/s3.py"
 S3_STREAM = "src/cloudops/aws/s3_stream.py"
 ENGINE = "src/cloudops/copy/engine.py"
 PLAN = "src/cloudops/copy/plan.py"
-BULK = "src/cloudops/registry/bulk.py"
+RELAY = "src/cloudops/copy/relay.py"
 CLIENT = "src/cloudops/registry/client.py"
 TRUST = "src/cloudops/registry/trust.py"
 TRANSPORT = "src/cloudops/registry/transport.py"
@@ -277,13 +277,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "the last chunk of a blob upload is sent only after size and sha256 passed",
         (CORRUPT_BLOBS,),
         (
-            BULK,
+            RELAY,
             "                if pending is not None:\n"
-            "                    self._send(put_conn, pending[0])\n"
-            "                    free.put(pending[1])\n"
+            "                    yield pending\n"
+            "                    self._advanced(len(pending))\n"
             "                pending = item\n",
-            "                self._send(put_conn, item[0])  # mutant: nothing held back\n"
-            "                free.put(item[1])\n",
+            "                yield item  # mutant: nothing held back\n"
+            "                self._advanced(len(item))\n",
         ),
     ),
     _m(
@@ -300,10 +300,9 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/integration/test_ecr_front.py",
         ),
         (
-            BULK,
-            "                    headers = {k: v for k, v in headers.items()"
-            ' if k.lower() != "authorization"}',
-            "                    pass  # mutant",
+            TRANSPORT,
+            '                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}',
+            "                pass  # mutant",
         ),
     ),
     # -- verifications: the deployment package ---------------------------------------------------
@@ -362,11 +361,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "memory-blob-buffered",
         "a blob moves in a few 1 MiB buffers, never whole in memory",
         (MEMORY,),
-        (BULK, "                buffer = free.get()", "                buffer = bytearray(CHUNK)  # mutant"),
+        (RELAY, "queue.Queue(maxsize=BUFFERS)", "queue.Queue()  # mutant: unbounded"),
         (
-            BULK,
-            "        reader.start()\n",
-            "        reader.start()\n        reader.join()  # mutant: all read first\n",
+            RELAY,
+            "        self._reader.start()\n",
+            "        self._reader.start()\n        self._reader.join()  # mutant: all read first\n",
         ),
     ),
     _m(
@@ -391,8 +390,12 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/integration/test_faults_copy.py::test_manifest_over_four_mib_is_refused_before_being_read_whole",
         ),
-        (CLIENT, "            if declared > MAX_MANIFEST_BYTES:", "            if False:  # mutant"),
-        (CLIENT, "                if len(body) > MAX_MANIFEST_BYTES:", "                if False:  # mutant"),
+        (CLIENT, "            max_body=MAX_MANIFEST_BYTES,\n", ""),
+        (
+            CLIENT,
+            "        if response.truncated or declared > MAX_MANIFEST_BYTES:",
+            "        if False:  # mutant",
+        ),
     ),
     # -- history ----------------------------------------------------------------------------------
     _m(

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from cloudops.copy import CopyEngine, CopyReport, CopyRequest
 from cloudops.refs import parse_reference
-from cloudops.registry import RegistryPool, TransportSettings
+from cloudops.registry import RegistrySession, TransportSettings
 from cloudops.registry.auth import Keychain
 from cloudops.registry.retry import RetryPolicy
 
@@ -28,7 +28,7 @@ def copy_images(
 
     async def go() -> CopyReport:
         settings = TransportSettings.build(insecure, retry=retry or RetryPolicy())
-        async with RegistryPool(keychain, settings) as pool:
+        async with RegistrySession(keychain, settings) as pool:
             engine = CopyEngine(pool, concurrency=concurrency)
             return await engine.copy(requests, allow_tag_move=allow_tag_move)
 

@@ -13,7 +13,7 @@ import boto3
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.init import init_account
 from cloudops.pipeline.model import Pipeline, load_pipeline
-from cloudops.registry import RegistryPool
+from cloudops.registry import RegistrySession
 from cloudops.sandbox import world
 from cloudops.sandbox.seed import publish_image
 from tests.support.faults import FaultProxy
@@ -45,7 +45,7 @@ def publish(context: PipelineContext, account: str, repository: str, tag: str, *
     """Push a synthetic image straight into an account's registry (as a build would)."""
 
     async def go() -> str:
-        async with RegistryPool(context.keychain(account), context.transport_settings()) as pool:
+        async with RegistrySession(context.keychain(account), context.transport_settings()) as pool:
             writer = pool.writer(context.registry_host(account))
             return await publish_image(writer, repository, tag, scale=scale)
 

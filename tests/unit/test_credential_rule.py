@@ -5,16 +5,17 @@ tests/integration/test_credential_boundaries.py."""
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from cloudops.registry.auth import Credentials, MultiKeychain, StaticKeychain
 from cloudops.registry.errors import CredentialTargetRefused
+from cloudops.registry.http import HttpRequest, HttpResponse
 from cloudops.registry.retry import RetryPolicy
 from cloudops.registry.transport import RegistryTransport
 from cloudops.registry.trust import describe, is_insecure, on_host, refusal
-from cloudops.registry.wire import Wire
+from tests.support.fake_http import FakeRoundTripper, answer
 
 ECR = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 LOCAL = "127.0.0.1:5000"
@@ -100,19 +101,18 @@ def test_host_helpers() -> None:
 # --- the transport applies it before anything is sent ----------------------------------------
 
 
-def _transport(handler: httpx.MockTransport, *, insecure: bool = True) -> RegistryTransport:
+def _transport(http: FakeRoundTripper, *, insecure: bool = True) -> RegistryTransport:
     return RegistryTransport(
         LOCAL,
-        httpx.AsyncClient(transport=handler),
+        http,
         MultiKeychain([StaticKeychain({LOCAL: Credentials("robot", "s3cret")})]),
         RetryPolicy(attempts=1),
         insecure=insecure,
-        wire=Wire(workers=1, connect_timeout=1, read_timeout=1),
     )
 
 
 def test_transport_url_refuses_other_hosts_and_resolves_paths() -> None:
-    transport = _transport(httpx.MockTransport(lambda r: httpx.Response(200)))
+    transport = _transport(FakeRoundTripper(lambda r: answer(200)))
     assert transport.url("/v2/ep/x/tags/list?n=1") == f"https://{LOCAL}/v2/ep/x/tags/list?n=1"
     # Resolved as a reference, never glued to the base URL ("https://h:5000" + "@evil/"
     # would name the host evil).
@@ -123,16 +123,12 @@ def test_transport_url_refuses_other_hosts_and_resolves_paths() -> None:
 
 
 def test_a_plain_http_realm_on_another_host_gets_no_request_at_all() -> None:
-    sent: list[httpx.Request] = []
+    def handle(request: HttpRequest) -> HttpResponse:
+        return answer(401, {"WWW-Authenticate": 'Bearer realm="http://127.0.0.2:9/token",service="x"'})
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(
-            401, headers={"WWW-Authenticate": 'Bearer realm="http://127.0.0.2:9/token",service="x"'}
-        )
-
-    transport = _transport(httpx.MockTransport(handle))
+    http = FakeRoundTripper(handle)
+    transport = _transport(http)
     with pytest.raises(CredentialTargetRefused) as refused:
         asyncio.run(transport.request("GET", "/v2/", what="the API version check"))
     assert refused.value.kind == "input" and refused.value.host == "127.0.0.2:9"
-    assert [r.url.host for r in sent] == ["127.0.0.1"]
+    assert [urlsplit(r.url).hostname for r in http.sent] == ["127.0.0.1"]

@@ -4,36 +4,38 @@ it does not speak TLS; a batch must find that out once, not once per request."""
 from __future__ import annotations
 
 import asyncio
+import ssl
+from urllib.parse import urlsplit
 
-import httpx
+from urllib3.exceptions import SSLError
 
 from cloudops.registry.auth import MultiKeychain
+from cloudops.registry.http import HttpRequest, HttpResponse, _failure
 from cloudops.registry.retry import RetryPolicy
 from cloudops.registry.transport import RegistryTransport
-from cloudops.registry.wire import Wire
+from tests.support.fake_http import FakeRoundTripper, answer
 
 
-def _transport(handler: httpx.MockTransport, *, insecure: bool) -> RegistryTransport:
+def _transport(http: FakeRoundTripper, *, insecure: bool) -> RegistryTransport:
     return RegistryTransport(
-        "registry.test:5000",
-        httpx.AsyncClient(transport=handler),
-        MultiKeychain([]),
-        RetryPolicy(attempts=1),
-        insecure=insecure,
-        wire=Wire(workers=1, connect_timeout=1, read_timeout=1),
+        "registry.test:5000", http, MultiKeychain([]), RetryPolicy(attempts=1), insecure=insecure
     )
 
 
-def _plain_http_server(schemes: list[str]) -> httpx.MockTransport:
-    async def handle(request: httpx.Request) -> httpx.Response:
-        schemes.append(request.url.scheme)
+def _plain_http_server(schemes: list[str]) -> FakeRoundTripper:
+    async def handle(request: HttpRequest) -> HttpResponse:
+        scheme = urlsplit(request.url).scheme
+        schemes.append(scheme)
         await asyncio.sleep(0.01)  # a network: the other requests of the batch start meanwhile
-        if request.url.scheme == "https":
-            # What ssl reports when the server answers a ClientHello in plain HTTP.
-            raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
-        return httpx.Response(200)
+        if scheme == "https":
+            # What urllib3 raises when the server answers a ClientHello in plain HTTP,
+            # mapped to a typed error by its exception types (registry/http.py).
+            handshake = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+            handshake.reason = "WRONG_VERSION_NUMBER"
+            raise _failure(SSLError(handshake), request.url, None)
+        return answer(200)
 
-    return httpx.MockTransport(handle)
+    return FakeRoundTripper(handle)
 
 
 def test_concurrent_requests_to_an_insecure_plain_http_host_probe_tls_once() -> None:
@@ -44,7 +46,7 @@ def test_concurrent_requests_to_an_insecure_plain_http_host_probe_tls_once() -> 
         responses = await asyncio.gather(
             *(transport.request("HEAD", f"/v2/ep/{n}/manifests/1", what="manifest") for n in range(16))
         )
-        return [r.status_code for r in responses]
+        return [r.status for r in responses]
 
     assert asyncio.run(batch()) == [200] * 16
     assert schemes.count("https") == 1 and schemes.count("http") == 16

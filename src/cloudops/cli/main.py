@@ -2,7 +2,7 @@
 line on stderr and a documented exit code (cli/exit_codes.py).
 
 Commands are imported only when run (or listed by --help): every Jenkins step is a new
-process, and importing boto3, httpx and jenkins-job-builder for a command that needs none
+process, and importing boto3, urllib3 and jenkins-job-builder for a command that needs none
 of them costs seconds and tens of MiB.
 """
 

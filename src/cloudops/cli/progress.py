@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 class CopyProgressDisplay:
     def __init__(self, label: str = "copy", *, quiet: bool = False):
-        self._label = safe_text(label)  # the bar's description is markup: names are text
+        self._label = label
         self._quiet = quiet
         self._live = not quiet and stderr.is_terminal
         self._progress: Progress | None = None
@@ -59,7 +59,7 @@ class CopyProgressDisplay:
             return
         self._total += plan.bytes_to_move
         if self._task is None:
-            self._task = self._progress.add_task(self._label, total=self._total or 1)
+            self._task = self._progress.add_task(safe_text(self._label), total=self._total or 1)
         else:
             self._progress.update(self._task, total=self._total or 1)
 

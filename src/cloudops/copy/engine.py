@@ -30,12 +30,13 @@ from cloudops.copy.plan import (
     SourceImage,
     walk_manifests,
 )
+from cloudops.copy.relay import BlobRelay
 from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.oci import ImageIndex, Manifest
-from cloudops.registry.client import RegistryReader, RegistryWriter
+from cloudops.registry.client import ManifestHead, RegistryReader, RegistryWriter
 from cloudops.registry.errors import DigestMismatchError, NotFoundError, RegistryError
-from cloudops.registry.pool import RegistryPool
 from cloudops.registry.retry import RetryPolicy
+from cloudops.registry.session import RegistrySession
 
 T = TypeVar("T")
 BlobOutcome = Literal["uploaded", "mounted"]
@@ -133,7 +134,7 @@ class _BlobStats:
 class CopyEngine:
     def __init__(
         self,
-        pool: RegistryPool,
+        pool: RegistrySession,
         *,
         concurrency: int = 8,
         progress: CopyProgress | None = None,
@@ -204,10 +205,23 @@ class CopyEngine:
             async with lookups:
                 return await call
 
-        if request.source.digest:
-            digest = request.source.digest
-        else:
-            digest = await limited(self.resolve_digest(src, src_repo, request.source.identifier))
+        async def source_digest() -> str:
+            if request.source.digest:
+                return request.source.digest
+            return await limited(self.resolve_digest(src, src_repo, request.source.identifier))
+
+        async def destination_tag() -> ManifestHead | None:
+            if not request.destination.tag:
+                return None
+            return await limited(dst.head_manifest(dst_repo, request.destination.tag))
+
+        # Both lookups at once: a re-run that finds the tag already there (the common case
+        # of a Jenkins job run again) costs one round trip per registry, not two in a row.
+        digest, head = await asyncio.gather(source_digest(), destination_tag(), return_exceptions=True)
+        if isinstance(digest, BaseException):
+            raise digest  # the source's error first: it is the one to fix
+        if isinstance(head, BaseException):
+            raise head
         wanted = request.destination.digest
         if wanted is not None and wanted != digest:
             raise InputError(
@@ -217,7 +231,6 @@ class CopyEngine:
             )
         tag_digest = None
         if request.destination.tag:
-            head = await limited(dst.head_manifest(dst_repo, request.destination.tag))
             tag_digest = head.digest if head else None
             if tag_digest == digest:
                 return ImageInput(request, digest, DestinationState(tag_digest=tag_digest))
@@ -298,15 +311,12 @@ class CopyEngine:
                 if not first:
                     self._progress.blob_restarted(transfer.key)
                 first = False
-                source = await src.blob_endpoint(transfer.source_repository, transfer.digest)
-                await dst.receive_blob(
-                    source,
-                    transfer.dest_repository,
-                    transfer.digest,
-                    transfer.size,
-                    BlobVerifier(transfer),
-                    advanced,
-                )
+                source = await src.get_blob(transfer.source_repository, transfer.digest)
+                relay = BlobRelay(source, BlobVerifier(transfer), advanced)
+                try:
+                    await dst.put_blob(transfer.dest_repository, transfer.digest, relay.body(), transfer.size)
+                finally:
+                    relay.stop()
 
             await self._retry.run(stream_once)
             self._progress.blob_finished(transfer.key, "uploaded")
@@ -397,8 +407,8 @@ class CopyEngine:
 
 
 class BlobVerifier:
-    """The sha256 and size of a blob's bytes as they pass (on the bulk path's worker
-    thread). The bulk path sends the last chunk only after :meth:`finish` passed, so a
+    """The sha256 and size of a blob's bytes as they pass (on the relay's reading thread).
+    The relay (copy/relay.py) sends the last chunk only after :meth:`finish` passed, so a
     corrupt blob never reaches the registry whole and its upload is never committed."""
 
     def __init__(self, transfer: BlobTransfer):

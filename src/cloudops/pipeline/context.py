@@ -8,8 +8,8 @@ from cloudops.aws.ecr import EcrTokenKeychain
 from cloudops.aws.guard import require_registry_of
 from cloudops.aws.sessions import AccountSession, SessionFactory
 from cloudops.pipeline.model import Pipeline
-from cloudops.registry.pool import TransportSettings
 from cloudops.registry.retry import RetryPolicy
+from cloudops.registry.session import TransportSettings
 
 
 class PipelineContext:

@@ -25,7 +25,7 @@ from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.records import PromotionRecord
 from cloudops.pipeline.stages import Route, promotion_route
 from cloudops.refs import Reference, validate_tag
-from cloudops.registry.pool import RegistryPool
+from cloudops.registry.session import RegistrySession
 
 Status = Literal["planned", "promoted", "already-promoted", "refused", "failed"]
 
@@ -126,7 +126,7 @@ async def _promote(
     concurrency: int,
 ) -> list[ImagePromotion]:
     keychain = context.keychain(route.source, route.destination)
-    async with RegistryPool(keychain, context.transport_settings()) as pool:
+    async with RegistrySession(keychain, context.transport_settings()) as pool:
         src, dst = pool.reader(src_host), pool.reader(dst_host)
         started = time.monotonic()
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-
-import httpx
+from urllib.parse import urlencode
 
 from cloudops.oci import (
     ACCEPT_MANIFESTS,
@@ -22,9 +21,11 @@ from cloudops.oci import (
     ManifestError,
     parse_manifest,
 )
-from cloudops.registry.bulk import REDIRECTS, BlobEndpoint, ChunkCheck, move_blob, read_blob
 from cloudops.registry.errors import DigestMismatchError, RegistryError
+from cloudops.registry.http import HttpResponse
 from cloudops.registry.transport import RegistryTransport, Scope
+
+CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ class RegistryReader:
             headers={"Accept": ACCEPT_MANIFESTS},
             expect=(200, 404),
         )
-        if response.status_code == 404:
+        if response.status == 404:
             return None
         digest = response.headers.get("docker-content-digest")
         if not digest:
@@ -68,15 +69,13 @@ class RegistryReader:
         return ManifestHead(
             digest,
             response.headers.get("content-type", "").split(";")[0],
-            int(response.headers.get("content-length") or 0),
+            _int_header(response, "content-length"),
         )
 
     async def get_manifest(self, repository: str, reference: str) -> Manifest:
         """Fetch and parse a manifest; when ``reference`` is a digest, the bytes are
-        verified against it. Manifests over the 4 MiB limit are refused: by their
-        Content-Length before the body is read, else once 4 MiB have arrived. The wire below
-        reads at most 8 MiB + 1 of any answer that is not a blob (wire.MAX_BODY), which is
-        what bounds memory; a per-request limit belongs to the urllib3 transport (issue 13)."""
+        verified against it. Manifests over the 4 MiB limit are refused: at most 4 MiB + 1
+        byte of the answer is ever read (memory stays bounded whatever is sent)."""
         what = f"manifest {repository}{'@' if ':' in reference else ':'}{reference}"
         response = await self._transport.request(
             "GET",
@@ -84,29 +83,16 @@ class RegistryReader:
             what=what,
             scopes=(Scope(repository),),
             headers={"Accept": ACCEPT_MANIFESTS},
-            stream=True,
+            max_body=MAX_MANIFEST_BYTES,
         )
-        try:
-            declared = int(response.headers.get("content-length") or 0)
-            if declared > MAX_MANIFEST_BYTES:
-                raise ManifestError(
-                    f"{what} on {self.host} is {declared} bytes, over the 4 MiB manifest limit",
-                    hint="ECR refuses manifests over 4 MiB",
-                )
-            body = bytearray()
-            async for chunk in response.aiter_raw():
-                body.extend(chunk)
-                if len(body) > MAX_MANIFEST_BYTES:
-                    raise ManifestError(
-                        f"{what} on {self.host} is over the 4 MiB manifest limit",
-                        hint="ECR refuses manifests over 4 MiB",
-                    )
-        except httpx.HTTPError as exc:
-            raise RegistryError(f"reading {what} from {self.host} broke: {type(exc).__name__}") from None
-        finally:
-            await response.aclose()
-        raw = bytes(body)
-        manifest = parse_manifest(raw, response.headers.get("content-type"))
+        declared = _int_header(response, "content-length")
+        if response.truncated or declared > MAX_MANIFEST_BYTES:
+            size = f" is {declared} bytes," if declared > MAX_MANIFEST_BYTES else " is"
+            raise ManifestError(
+                f"{what} on {self.host}{size} over the 4 MiB manifest limit",
+                hint="ECR refuses manifests over 4 MiB",
+            )
+        manifest = parse_manifest(response.body, response.headers.get("content-type"))
         expected = reference if ":" in reference else response.headers.get("docker-content-digest")
         if expected and expected.startswith("sha256:") and expected != manifest.digest:
             raise DigestMismatchError(
@@ -125,46 +111,49 @@ class RegistryReader:
             expect=(200, 404),
             follow_redirects=True,
         )
-        if response.status_code == 404:
+        if response.status == 404:
             return None
-        return int(response.headers.get("content-length") or 0)
+        return _int_header(response, "content-length")
 
-    async def blob_endpoint(self, repository: str, digest: str) -> BlobEndpoint:
-        """Where a blob's bytes are read from, with credentials for them: the bulk path
-        (registry/bulk.py) reads them on a worker thread. When this transport holds no
-        credentials for the repository yet (or does not know yet whether an insecure host
-        speaks TLS), a HEAD of the blob finds out first."""
-        path = f"/v2/{repository}/blobs/{digest}"
-        what = f"blob {digest[:19]} in {repository}"
-        scopes = (Scope(repository),)
-        headers = self._transport.auth_headers(scopes)
-        if headers is None or not self._transport.scheme_known:
-            await self._transport.request(
-                "HEAD", path, what=what, scopes=scopes, expect=(200, *REDIRECTS), follow_redirects=False
-            )
-            headers = self._transport.auth_headers(scopes) or {}
-        return self._endpoint(path, headers, what)
+    async def get_blob(self, repository: str, digest: str) -> HttpResponse:
+        """Open a blob for reading: the answer's body is left unread, to be read on a
+        worker thread (``read``), then ``release``d, or ``close``d when given up. The
+        redirect ECR answers with (to S3) is followed without the credentials."""
+        return await self._transport.request(
+            "GET",
+            f"/v2/{repository}/blobs/{digest}",
+            what=f"blob {digest[:19]} in {repository}",
+            scopes=(Scope(repository),),
+            stream=True,
+            follow_redirects=True,
+            blob=True,
+        )
 
     @asynccontextmanager
     async def open_blob(self, repository: str, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """Stream a blob's bytes, unverified (hash them if they matter):
         ``async with reader.open_blob(repo, digest) as chunks: async for chunk in chunks``.
-        The bytes are read on a worker thread (registry/bulk.py); memory stays bounded."""
-        source = await self.blob_endpoint(repository, digest)
-        async with read_blob(self._transport.wire, source) as chunks:
-            yield chunks
+        Each chunk is read on a worker thread; memory stays bounded. Leaving the block
+        early gives the rest up."""
+        response = await self.get_blob(repository, digest)
+        finished = False
 
-    def _endpoint(self, url: str, headers: dict[str, str], what: str) -> BlobEndpoint:
-        # The bulk path (bulk.py) sends these headers and bytes as is: the URL passes the
-        # same check as every other request (transport.url, trust.py).
-        return BlobEndpoint(
-            self._transport.url(url, what=what),
-            headers,
-            self.host,
-            what,
-            self._transport.verify,
-            self._transport.forget_credentials,
-        )
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal finished
+            while True:
+                chunk = await self._transport.http.run(lambda: response.read(CHUNK))
+                if not chunk:
+                    finished = True
+                    return
+                yield chunk
+
+        try:
+            yield chunks()
+        finally:
+            if finished:
+                response.release()
+            else:
+                response.close()
 
     async def list_tags(
         self, repository: str, page_size: int = 1000, *, limit: int | None = None
@@ -215,7 +204,7 @@ class RegistryWriter(RegistryReader):
             params={"mount": digest, "from": from_repository},
             expect=(201, 202),
         )
-        if response.status_code == 201:
+        if response.status == 201:
             return True
         location = response.headers.get("location")
         if location:
@@ -234,15 +223,18 @@ class RegistryWriter(RegistryReader):
                 )
         return False
 
-    async def _open_upload(self, repository: str, digest: str) -> BlobEndpoint:
-        """POST to open an upload session: the returned endpoint is its one PUT, which
-        carries the whole blob and commits it with ?digest=. ECR may drop a second PATCH,
-        and distribution ignores the body of a POST with ?digest= (ECR-NOTES.md), so
-        neither is used."""
+    async def open_upload(self, repository: str, digest: str) -> str:
+        """POST to open an upload session; returns the URL of its one PUT, which carries
+        the whole blob and commits it with ?digest=. ECR may drop a second PATCH, and
+        distribution ignores the body of a POST with ?digest= (ECR-NOTES.md), so neither
+        is used."""
         what = f"upload of blob {digest[:19]} into {repository}"
-        scopes = (Scope(repository, push=True),)
         opened = await self._transport.request(
-            "POST", f"/v2/{repository}/blobs/uploads/", what=what, scopes=scopes, expect=(202,)
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            what=what,
+            scopes=(Scope(repository, push=True),),
+            expect=(202,),
         )
         location = opened.headers.get("location")
         if not location:
@@ -250,39 +242,29 @@ class RegistryWriter(RegistryReader):
         # The Location comes from the registry's answer: url() refuses one on another host
         # or downgraded to http before the credentials and the blob bytes go there.
         location = self._transport.url(location, what="the Location of a blob upload")
-        url = httpx.URL(location).copy_merge_params({"digest": digest})
-        return self._endpoint(str(url), self._transport.auth_headers(scopes) or {}, what)
+        return location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
 
-    async def receive_blob(
-        self,
-        source: BlobEndpoint,
-        repository: str,
-        digest: str,
-        size: int,
-        check: ChunkCheck,
-        advanced: Callable[[int], None] | None = None,
-    ) -> None:
-        """Copy a blob from ``source`` (another registry's :meth:`blob_endpoint`) into
-        ``repository``, every chunk passed through ``check`` on the way. The upload is
-        committed only when the last chunk is sent, after ``check`` has passed the
-        whole; any failure leaves no blob behind."""
-        target = await self._open_upload(repository, digest)
-        answered = await move_blob(self._transport.wire, source, target, size, check, advanced)
-        self._check_stored(answered.get("docker-content-digest"), digest)
+    async def put_blob(self, repository: str, digest: str, body: bytes | Iterable[bytes], size: int) -> None:
+        """Open an upload and PUT ``size`` bytes of ``body`` into it, committed under
+        ``digest``. A streamed body is sent once (it cannot be replayed): the caller
+        retries the whole blob. Cutting the body short leaves no blob behind."""
+        url = await self.open_upload(repository, digest)
+        response = await self._transport.request(
+            "PUT",
+            url,
+            what=f"upload of blob {digest[:19]} into {repository}",
+            scopes=(Scope(repository, push=True),),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            body=body,
+            expect=(201,),
+            replayable=isinstance(body, bytes),
+            blob=not isinstance(body, bytes),
+        )
+        self._check_stored(response.headers.get("docker-content-digest"), digest)
 
     async def upload_blob(self, repository: str, digest: str, data: bytes) -> None:
         """Upload a blob held in memory (small synthetic content: the sandbox's seed)."""
-        target = await self._open_upload(repository, digest)
-        response = await self._transport.request(
-            "PUT",
-            target.url,
-            what=target.what,
-            scopes=(Scope(repository, push=True),),
-            headers={"Content-Type": "application/octet-stream"},
-            content=data,
-            expect=(201,),
-        )
-        self._check_stored(response.headers.get("docker-content-digest"), digest)
+        await self.put_blob(repository, digest, data, len(data))
 
     def _check_stored(self, stored: str | None, digest: str) -> None:
         if stored and stored != digest:
@@ -300,7 +282,7 @@ class RegistryWriter(RegistryReader):
             what=what,
             scopes=(Scope(repository, push=True),),
             headers={"Content-Type": media_type},
-            content=raw,
+            body=raw,
             expect=(201, 200),
         )
         expected = "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -323,3 +305,9 @@ def _next_link(header: str | None) -> str | None:
             if 0 <= start < end:
                 return part[start + 1 : end]
     return None
+
+
+def _int_header(response: HttpResponse, name: str) -> int:
+    """A numeric header of a registry's answer, 0 when absent or not a number."""
+    value = response.headers.get(name) or ""
+    return int(value) if value.isdigit() and len(value) < 19 else 0

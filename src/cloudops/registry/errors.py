@@ -211,3 +211,12 @@ def error_for_status(
         codes=codes,
         kind="input" if 400 <= status < 500 else "failed",
     )
+
+
+def token_expired(error: RegistryError, *, credentials_sent: bool) -> bool:
+    """The one expired-token rule. ECR answers an expired token with 403, not 401
+    (../shared/ECR-NOTES.md): with a body that says so (TokenExpiredError), or with no
+    body at all when the request was a HEAD. Either way fresh credentials may help."""
+    if isinstance(error, TokenExpiredError):
+        return True
+    return error.status == 403 and credentials_sent and not error.codes

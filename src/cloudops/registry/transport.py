@@ -2,21 +2,21 @@
 the retry policy, in that order around each request.
 
 Order of the layers, outermost first (the same split as go-containerregistry's
-transport.go): retry -> auth (answer a 401 challenge, refresh an expired token) -> send ->
-map a failed status to a typed error. A request whose body is a stream cannot be replayed,
-so it is sent once and a broken stream is retried by the caller as a whole blob.
+transport.go): retry -> scheme (HTTPS; plain HTTP only for an --insecure-registry host
+that does not speak TLS) -> auth (answer a 401 challenge, refresh an expired token) ->
+redirects (blob reads, without credentials off the registry's host) -> send
+(registry/http.py, urllib3) -> map a failed status to a typed error. Every registry
+request takes this path: manifests, tag pages, tokens, and blob GETs and PUTs alike. A
+request whose body is a stream cannot be replayed, so it is sent once and a broken stream
+is retried by the caller as a whole blob.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urljoin
-
-import httpx
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from cloudops.registry import trust
 from cloudops.registry.auth import Challenge, Credentials, Keychain, parse_challenge
@@ -26,13 +26,16 @@ from cloudops.registry.errors import (
     InsecureRegistryError,
     RegistryError,
     RegistryUnreachableError,
-    TokenExpiredError,
     error_for_status,
+    token_expired,
 )
+from cloudops.registry.http import MAX_BODY, HttpRequest, HttpResponse, RoundTripper
 from cloudops.registry.retry import RetryPolicy
-from cloudops.registry.wire import Wire
 
-MAX_ERROR_BODY = 64 * 1024
+MAX_TOKEN_BODY = 256 * 1024
+"""A token answer is a few KiB (ECR's are ~2 KiB); anything longer is not read further."""
+MAX_REDIRECTS = 5
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,24 +53,18 @@ class RegistryTransport:
     def __init__(
         self,
         host: str,
-        client: httpx.AsyncClient,
+        http: RoundTripper,
         keychain: Keychain,
         retry: RetryPolicy,
         *,
         insecure: bool,
-        wire: Wire,
-        verify: ssl.SSLContext | bool = True,
         insecure_hosts: Iterable[str] = (),
-        clients: Callable[[bool], httpx.AsyncClient] | None = None,
     ):
         self.host = host
         # Every --insecure-registry host, not only this one: a token realm over plain HTTP
         # is allowed only on one of them (trust.py).
         self.insecure_hosts = frozenset(insecure_hosts) | ({host} if insecure else frozenset())
-        # A client for another host (a token realm), by whether that host is insecure: an
-        # insecure registry's own client skips certificate checks, and credentials must
-        # not go over unverified TLS to a realm the user never named.
-        self._clients = clients
+        self.insecure = insecure
         # Every registry is HTTPS. A host the user named insecure is tried over HTTPS
         # without verification first, then over plain HTTP if it does not speak TLS (what
         # docker and skopeo do for insecure registries).
@@ -79,7 +76,7 @@ class RegistryTransport:
         if not insecure:
             self._scheme_settled.set()
         self._scheme_probe = asyncio.Lock()
-        self._client = client
+        self.http = http
         self._keychain = keychain
         self.retry = retry
         self._challenge: Challenge | None = None
@@ -87,8 +84,6 @@ class RegistryTransport:
         self._credentials_resolved = False
         self._tokens: dict[str, str] = {}
         self._auth_lock = asyncio.Lock()
-        self.wire = wire
-        self.verify = verify
 
     # -- credentials -------------------------------------------------------------------
 
@@ -172,7 +167,7 @@ class RegistryTransport:
         realm = challenge.realm
         if not realm:
             raise AuthenticationError(f"{self.host} sent a bearer challenge without a realm", status=401)
-        params: list[tuple[str, str | int | float | bool | None]] = []
+        params: list[tuple[str, str]] = []
         if "service" in challenge.params:
             params.append(("service", challenge.params["service"]))
         wanted = {str(s) for s in scopes}
@@ -186,25 +181,23 @@ class RegistryTransport:
         # The realm comes from the registry's answer: checked like any URL it names, before
         # the credentials (or even an anonymous request) go there.
         self.check_target(realm, what="its bearer token realm", purpose="token")
-        client = self._client
-        if self._clients is not None and not trust.on_host(realm, self.host):
-            client = self._clients(trust.is_insecure(realm, self.insecure_hosts))
-        try:
-            response = await client.get(realm, params=params, headers=headers)
-        except httpx.HTTPError as exc:
-            raise _connection_error(exc, realm.split("/")[2] if "//" in realm else realm) from None
-        if response.status_code in (401, 403):
+        url = realm + ("&" if "?" in realm else "?") + urlencode(params)
+        # TLS to a realm on another host is verified unless the user named that host
+        # insecure: credentials never go over unverified TLS to a host nobody named.
+        verify = not trust.is_insecure(realm, self.insecure_hosts)
+        response = await self.http.send(
+            HttpRequest("GET", url, headers, verify=verify, max_body=MAX_TOKEN_BODY)
+        )
+        if response.status in (401, 403):
             if credentials is None:
                 raise _no_credentials(self.host)
             raise AuthenticationError(
-                f"the token service of {self.host} refused the credentials (HTTP {response.status_code})",
+                f"the token service of {self.host} refused the credentials (HTTP {response.status})",
                 hint="check the username and password for this registry",
-                status=response.status_code,
+                status=response.status,
             )
-        if response.status_code != 200:
-            raise error_for_status(
-                response.status_code, response.content, what="a token request", host=self.host
-            )
+        if response.status != 200:
+            raise error_for_status(response.status, response.body, what="a token request", host=self.host)
         try:
             doc = response.json()
             token = doc.get("token") or doc.get("access_token")
@@ -212,7 +205,7 @@ class RegistryTransport:
             token = None
         if not isinstance(token, str) or not token:
             raise AuthenticationError(
-                f"the token service of {self.host} returned no token", status=response.status_code
+                f"the token service of {self.host} returned no token", status=response.status
             )
         return token
 
@@ -246,142 +239,172 @@ class RegistryTransport:
         *,
         what: str,
         scopes: Iterable[Scope] = (),
-        headers: dict[str, str] | None = None,
-        params: dict[str, str] | None = None,
-        content: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        body: bytes | Iterable[bytes] | None = None,
         expect: tuple[int, ...] = (200,),
         stream: bool = False,
         replayable: bool = True,
         follow_redirects: bool = False,
-    ) -> httpx.Response:
+        blob: bool = False,
+        max_body: int = MAX_BODY,
+    ) -> HttpResponse:
         """Send a request, answering auth challenges; return a response whose status is in
-        ``expect``. With ``stream`` the body is left unread: the caller must close it."""
-        scope_tuple = tuple(scopes)
-
-        async def attempt() -> httpx.Response:
-            return await self._send_authenticated(
-                method,
-                path,
-                what,
-                scope_tuple,
-                headers or {},
-                params,
-                content,
-                expect,
-                stream,
-                replayable,
-                follow_redirects,
-            )
-
+        ``expect``. With ``stream`` a 2xx body is left unread: the caller reads it on a
+        worker thread and must ``release`` or ``close`` it. A request whose body is a
+        stream (``replayable=False``) is sent once: a failure the caller's whole-blob
+        retry can fix (a stale token) is raised retryable."""
+        call = _Call(
+            method,
+            path,
+            what,
+            tuple(scopes),
+            dict(headers or {}),
+            dict(params) if params else None,
+            body,
+            expect,
+            stream,
+            replayable,
+            follow_redirects,
+            blob,
+            max_body,
+        )
         if not replayable:
-            return await attempt()
-        return await self.retry.run(attempt)
+            return await self._send_authenticated(call)
+        return await self.retry.run(lambda: self._send_authenticated(call))
 
-    async def _send_authenticated(self, *args: Any) -> httpx.Response:
+    async def _send_authenticated(self, call: _Call) -> HttpResponse:
         if not self._scheme_settled.is_set():
             async with self._scheme_probe:
                 if not self._scheme_settled.is_set():
                     try:
-                        return await self._send_authenticated_once(*args)
+                        return await self._send_authenticated_once(call)
                     finally:
                         # Settled whatever the answer: a host that cannot be reached must
                         # not make the waiting requests probe it one after another.
                         self._scheme_settled.set()
-        return await self._send_authenticated_once(*args)
+        return await self._send_authenticated_once(call)
 
-    async def _send_authenticated_once(
-        self,
-        method: str,
-        path: str,
-        what: str,
-        scopes: tuple[Scope, ...],
-        headers: dict[str, str],
-        params: dict[str, str] | None,
-        content: Any,
-        expect: tuple[int, ...],
-        stream: bool,
-        replayable: bool,
-        follow_redirects: bool,
-    ) -> httpx.Response:
+    async def _send_authenticated_once(self, call: _Call) -> HttpResponse:
         refreshed = False
         # Up to three rounds: as sent, after answering a 401 challenge, after refreshing
         # credentials. Switching an insecure host to plain HTTP does not use up a round.
         round_ = -1
         while round_ < 2:
             round_ += 1
-            sent = self._auth_header(scopes)
-            request_headers = dict(headers)
+            sent = self._auth_header(call.scopes)
+            headers = dict(call.headers)
             if sent:
-                request_headers["Authorization"] = sent
-            request = self._client.build_request(
-                method, self.url(path, what=what), headers=request_headers, params=params, content=content
-            )
+                headers["Authorization"] = sent
+            url = self.url(call.path, what=call.what)
+            if call.params:
+                url += ("&" if "?" in url else "?") + urlencode(call.params)
             try:
-                response = await self._client.send(request, stream=True, follow_redirects=follow_redirects)
-            except httpx.HTTPError as exc:
-                error = _connection_error(exc, self.host)
+                response = await self._send_following(call, url, headers)
+            except InsecureRegistryError:
                 downgraded = self.base_url.startswith("http://")  # by a concurrent request
-                if (
-                    isinstance(error, InsecureRegistryError)
-                    and (self._may_downgrade or downgraded)
-                    and request.url.scheme == "https"
-                ):
+                if (self._may_downgrade or downgraded) and url.startswith("https://"):
                     self._may_downgrade = False
                     self.base_url = f"http://{self.host}"
                     round_ -= 1
                     continue
-                raise error from None
-            if response.status_code == 401 and not trust.on_host(str(response.url), self.host):
+                raise
+            if response.status == 401 and not trust.on_host(response.url, self.host):
                 # A redirect target (ECR sends blob reads to S3) asked for credentials: its
                 # challenge is not the registry's, and answering it would hand the
                 # registry's credentials to whatever realm it names (docs/security.md).
-                await response.aclose()
+                response.close()
                 raise AuthenticationError(
-                    f"{response.url.host}, where {self.host} redirected {what}, asked for credentials: "
-                    "refused, the registry's credentials go only to the registry",
+                    f"{urlsplit(response.url).netloc}, where {self.host} redirected {call.what}, asked "
+                    "for credentials: refused, the registry's credentials go only to the registry",
                     hint="check the registry's configuration (its storage redirects)",
                     status=401,
                 )
-            if response.status_code == 401 and replayable and round_ < 2:
-                challenge_header = response.headers.get("www-authenticate")
-                await response.aclose()
+            if response.status == 401 and call.replayable and round_ < 2:
                 if sent and self._challenge and self._challenge.scheme == "bearer":
                     # A bearer token can expire mid-copy: drop it and ask for a fresh one.
-                    self._tokens.pop(_scope_key(scopes), None)
+                    self._tokens.pop(_scope_key(call.scopes), None)
                     sent = None
-                await self._authenticate(challenge_header, sent, scopes)
+                await self._authenticate(response.headers.get("www-authenticate"), sent, call.scopes)
                 continue
-            if response.status_code in expect:
-                if not stream:
-                    try:
-                        await response.aread()
-                    except httpx.HTTPError as exc:
-                        raise _connection_error(exc, self.host) from None
+            if response.status in call.expect:
                 return response
-            body = await _read_limited(response)
+            response.close()
             error = error_for_status(
-                response.status_code,
-                body,
-                what=what,
+                response.status,
+                response.body,
+                what=call.what,
                 host=self.host,
                 retry_after=response.headers.get("retry-after"),
             )
-            # ECR says "expired" with 403, not 401 (ECR-NOTES.md). A HEAD answer has no body
-            # to say why, so a bodiless 403 to credentials we sent gets one refresh too.
-            maybe_expired = (
-                response.status_code == 403 and sent is not None and not error.codes and not refreshed
-            )
-            if isinstance(error, TokenExpiredError) or maybe_expired:
+            if token_expired(error, credentials_sent=sent is not None) and not refreshed:
                 refreshed = True
                 self._forget_credentials()
                 await self._resolve_credentials()
-                if replayable and round_ < 2:
+                if call.replayable and round_ < 2:
                     continue
-                error.retryable = isinstance(error, TokenExpiredError)
-            if response.status_code == 401 and sent is None:
+                error.retryable = True  # the caller's whole-blob retry goes again, refreshed
+            elif response.status == 401 and sent is not None and not call.replayable:
+                self._tokens.pop(_scope_key(call.scopes), None)
+                error.retryable = True
+            if response.status == 401 and sent is None:
                 raise _no_credentials(self.host)
-            raise error
-        raise AuthenticationError(f"{self.host} kept refusing the credentials for {what}", status=401)
+            raise _through_proxy(error, response, self.host)
+        raise AuthenticationError(f"{self.host} kept refusing the credentials for {call.what}", status=401)
+
+    async def _send_following(self, call: _Call, url: str, headers: dict[str, str]) -> HttpResponse:
+        """Send, following redirects when the call asks to (blob reads: ECR answers them
+        with a redirect to S3). Credentials never leave the registry's own scheme, host
+        and port, and another host's TLS is verified even when this registry's is not
+        (--insecure-registry names the registry, not where it sends reads)."""
+        origin = urlsplit(url)[:2]
+        verify = not self.insecure
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self.http.send(
+                HttpRequest(
+                    call.method,
+                    url,
+                    headers,
+                    call.body,
+                    verify=verify,
+                    stream=call.stream,
+                    max_body=call.max_body,
+                    replayable=call.replayable,
+                    blob=call.blob,
+                )
+            )
+            location = response.headers.get("location")
+            if not (call.follow_redirects and response.status in REDIRECTS and location):
+                return response
+            response.close()
+            try:
+                url = urljoin(url, location)
+                target = urlsplit(url)
+            except ValueError:
+                raise RegistryError(f"{self.host} redirected {call.what} to a malformed URL") from None
+            if target.scheme not in ("http", "https"):
+                raise RegistryError(f"{self.host} redirected {call.what} to a {target.scheme!r} URL")
+            if target[:2] != origin:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                verify = True
+        raise RegistryError(f"{self.host}: too many redirects for {call.what}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    path: str
+    what: str
+    scopes: tuple[Scope, ...]
+    headers: Mapping[str, str]
+    params: Mapping[str, str] | None
+    body: bytes | Iterable[bytes] | None
+    expect: tuple[int, ...]
+    stream: bool
+    replayable: bool
+    follow_redirects: bool
+    blob: bool
+    max_body: int
 
 
 def _scope_key(scopes: tuple[Scope, ...]) -> str:
@@ -397,66 +420,19 @@ def _no_credentials(host: str) -> AuthenticationError:
     )
 
 
-async def _read_limited(response: httpx.Response) -> bytes:
-    chunks = bytearray()
-    try:
-        async for chunk in response.aiter_raw():
-            chunks.extend(chunk)
-            if len(chunks) > MAX_ERROR_BODY:
-                break
-    except httpx.HTTPError:
-        pass
-    finally:
-        await response.aclose()
-    return bytes(chunks[:MAX_ERROR_BODY])
-
-
-def _connection_error(exc: httpx.HTTPError, host: str) -> RegistryError:
-    text = str(exc)
-    cause = exc.__context__ or exc.__cause__
-    chain = f"{text} {cause!r}"
-    if isinstance(exc, httpx.ConnectError):
-        if (
-            "Name or service not known" in chain
-            or "nodename nor servname" in chain
-            or "Temporary failure in name resolution" in chain
-            or "No address associated" in chain
-        ):
-            error = RegistryUnreachableError(
-                f"cannot resolve registry host {host}",
-                hint="check the host name in the image reference",
-                kind="input",
-            )
-            error.retryable = False
-            return error
-        if (
-            "WRONG_VERSION_NUMBER" in chain
-            or "wrong version number" in chain
-            or "record layer failure" in chain
-            or "packet length too long" in chain
-        ):
-            return InsecureRegistryError(
-                f"{host} does not speak HTTPS (it looks like a plain-HTTP registry)",
-                hint=f"if you trust the network, pass --insecure-registry {host}",
-            )
-        if "CERTIFICATE_VERIFY_FAILED" in chain or isinstance(cause, ssl.SSLCertVerificationError):
-            error = RegistryUnreachableError(
-                f"the TLS certificate of {host} could not be verified",
-                hint="pass --ca-bundle FILE with the CA that signed it, or --insecure-registry "
-                f"{host} to skip verification",
-                kind="input",
-            )
-            error.retryable = False
-            return error
-        return RegistryUnreachableError(
-            f"cannot connect to registry {host} ({type(exc).__name__})",
-            hint="check the host and port, and that the registry is running",
+def _through_proxy(error: RegistryError, response: HttpResponse, host: str) -> RegistryError:
+    """An error answered through a plain-HTTP proxy may be the proxy's, not the
+    registry's: say so, naming the proxy (never its credentials)."""
+    via = response.via
+    if via is None or error.codes:
+        return error
+    if response.status == 407:
+        refused = RegistryUnreachableError(
+            f"the proxy {via.url} refused to forward to {host}: it wants credentials (HTTP 407)",
+            hint=f"put them in {via.variable} as http://USER:PASSWORD@HOST:PORT",
+            kind="input",
         )
-    if isinstance(exc, httpx.TimeoutException):
-        return RegistryUnreachableError(
-            f"timed out talking to registry {host}", hint="check the network; retries ran out"
-        )
-    return RegistryUnreachableError(
-        f"connection to registry {host} broke ({type(exc).__name__})",
-        hint="the network or the registry dropped the connection; retries ran out",
-    )
+        refused.retryable = False
+        return refused
+    error.message += f" (answered through the proxy {via.url})"
+    return error

@@ -17,8 +17,8 @@ https://distribution.github.io/distribution/spec/auth/token/):
   token request too: cloudops talks plain HTTP only to hosts the user named;
 - anything else is refused before a byte is sent (:class:`CredentialTargetRefused`, exit 2).
 
-Blob *reads* are different and keep their rule (registry/bulk.py ``_BlobGet``, and
-httpx's redirect handling for a HEAD): ECR redirects them to S3, and the redirect is
+Blob *reads* are different and keep their rule (RegistryTransport._send_following, the
+one redirect path of every request): ECR redirects them to S3, and the redirect is
 followed WITHOUT the Authorization header once the origin changes.
 
 No I/O here, no HTTP library either: the rule survives a change of HTTP stack (issue 13).

@@ -14,7 +14,7 @@ from typing import Any
 
 from cloudops.errors import CloudopsError
 from cloudops.refs import Reference, validate_tag
-from cloudops.registry import NotFoundError, RegistryPool
+from cloudops.registry import NotFoundError, RegistrySession
 from cloudops.report.matrix import version_key
 
 MAX_TAGS = 100_000
@@ -74,7 +74,7 @@ def sort_tags(
 
 
 async def list_repository_tags(
-    pool: RegistryPool, reference: Reference, *, limit: int = MAX_TAGS, page_size: int = PAGE_SIZE
+    pool: RegistrySession, reference: Reference, *, limit: int = MAX_TAGS, page_size: int = PAGE_SIZE
 ) -> TagList:
     """The tags of ``reference``'s repository (its tag or digest, if any, is ignored),
     read through ``pool`` (credentials, TLS and retries as for a copy), newest first.

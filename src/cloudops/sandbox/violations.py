@@ -31,7 +31,7 @@ from cloudops.config.tree import CONFIG_SUBDIR
 from cloudops.oci import OCI_MANIFEST
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.model import Pipeline
-from cloudops.registry import RegistryPool
+from cloudops.registry import RegistrySession
 from cloudops.sandbox.config_seed import write_config
 from cloudops.sandbox.seed import build_image, publish_image
 
@@ -102,7 +102,7 @@ def _push_policy(pipeline: Pipeline, pusher: str) -> dict[str, Any]:
 
 
 async def _push_rogue_image(context: PipelineContext, account: str, repository: str) -> str:
-    async with RegistryPool(context.keychain(account), context.transport_settings()) as pool:
+    async with RegistrySession(context.keychain(account), context.transport_settings()) as pool:
         writer = pool.writer(context.registry_host(account))
         digest = await publish_image(writer, repository, ROGUE_TAG, scale=ROGUE_SCALE)
     # After a repair the registry still holds the tag (only ECR's API forgot it), so the

@@ -20,7 +20,7 @@ from cloudops.refs import parse_reference
 from cloudops.registry import (
     Credentials,
     MultiKeychain,
-    RegistryPool,
+    RegistrySession,
     TransportSettings,
 )
 
@@ -150,6 +150,6 @@ async def _run(
     concurrency: int,
     quiet: bool,
 ) -> CopyReport:
-    async with RegistryPool(keychain, settings) as pool:
+    async with RegistrySession(keychain, settings) as pool:
         with CopyProgressDisplay("copy", quiet=quiet) as progress:
             return await CopyEngine(pool, concurrency=concurrency, progress=progress).copy(requests)

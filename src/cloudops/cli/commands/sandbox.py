@@ -105,7 +105,7 @@ def demo(tag: str, scale: float, break_setup: bool) -> None:
     from cloudops.pipeline.context import PipelineContext
     from cloudops.pipeline.init import init_account
     from cloudops.pipeline.model import load_pipeline
-    from cloudops.registry import RegistryPool
+    from cloudops.registry import RegistrySession
     from cloudops.release import promote_release
     from cloudops.sandbox import world
     from cloudops.sandbox.seed import build_package, publish_image
@@ -134,7 +134,7 @@ def demo(tag: str, scale: float, break_setup: bool) -> None:
     build = pipeline.build_account
 
     async def publish() -> dict[str, str]:
-        async with RegistryPool(context.keychain(build), context.transport_settings()) as pool:
+        async with RegistrySession(context.keychain(build), context.transport_settings()) as pool:
             writer = pool.writer(context.checked_registry_host(build))
             digests = await asyncio.gather(
                 *(publish_image(writer, r, tag, scale=scale) for r in pipeline.images)

@@ -13,7 +13,7 @@ from cloudops.cli.settings import retry_policy
 from cloudops.refs import Reference, parse_reference
 from cloudops.registry import (
     MultiKeychain,
-    RegistryPool,
+    RegistrySession,
     TransportSettings,
 )
 from cloudops.report.tags import TagList, list_repository_tags
@@ -59,7 +59,7 @@ def tags(
 
 
 async def _run(reference: Reference, keychain: MultiKeychain, settings: TransportSettings) -> TagList:
-    async with RegistryPool(keychain, settings) as pool:
+    async with RegistrySession(keychain, settings) as pool:
         return await list_repository_tags(pool, reference)
 
 
