@@ -55,8 +55,9 @@ def test_self_signed_registry_is_refused_then_trusted_by_ca_bundle_or_by_name(
     import httpx
 
     accept = "application/vnd.docker.distribution.manifest.v2+json"
+    trusted_ca = ssl.create_default_context(cafile=str(cert))
     for tag in ("1", "2"):
         answer = httpx.get(
-            f"https://{host}/v2/ep/cortex/manifests/{tag}", verify=ssl.create_default_context(cafile=str(cert)), headers={"Accept": accept}
+            f"https://{host}/v2/ep/cortex/manifests/{tag}", verify=trusted_ca, headers={"Accept": accept}
         )
         assert answer.status_code == 200 and answer.content == image.manifest
