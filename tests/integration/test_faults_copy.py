@@ -172,9 +172,8 @@ def test_manifest_over_four_mib_is_refused_before_being_read_whole(
 ) -> None:
     """A 256 MiB manifest, streamed by the proxy, is refused as over the 4 MiB limit: by its
     Content-Length, or while it is read when only reading can tell (chunked): the transport
-    reads at most 4 MiB + 1 byte of it. Without that limit the parser's own never sees it:
-    the transport cuts every non-blob body at 8 MiB (http.MAX_BODY) and the copy fails as
-    a manifest that is not JSON. What the proxy managed
+    reads at most 4 MiB + 1 byte of it (and any other non-blob answer at most 8 MiB + 1,
+    http.MAX_BODY). What the proxy managed
     to send shows it was not read whole (the rest of the bound is the sockets' buffers)."""
     total = 256 * MiB
     chunk = b" " * MiB

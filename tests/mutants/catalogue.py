@@ -47,6 +47,9 @@ RELAY = "src/cloudops/copy/relay.py"
 CLIENT = "src/cloudops/registry/client.py"
 TRUST = "src/cloudops/registry/trust.py"
 TRANSPORT = "src/cloudops/registry/transport.py"
+HTTP = "src/cloudops/registry/http.py"
+REGISTRY_ERRORS = "src/cloudops/registry/errors.py"
+PROXIES = "tests/integration/test_proxies.py"
 ECR = "src/cloudops/aws/ecr.py"
 RECORDS = "src/cloudops/pipeline/records.py"
 TEXT = "src/cloudops/text.py"
@@ -390,7 +393,11 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/integration/test_faults_copy.py::test_manifest_over_four_mib_is_refused_before_being_read_whole",
         ),
-        (CLIENT, "            max_body=MAX_MANIFEST_BYTES,\n", ""),
+        (
+            CLIENT,
+            "            max_body=MAX_MANIFEST_BYTES,\n",
+            "            max_body=1 << 40,  # mutant: read whole\n",
+        ),
         (
             CLIENT,
             "        if response.truncated or declared > MAX_MANIFEST_BYTES:",
@@ -508,6 +515,36 @@ MUTANTS: tuple[Mutant, ...] = (
             TRANSPORT,
             '        self.check_target(realm, what="its bearer token realm", purpose="token")',
             "        pass  # mutant",
+        ),
+    ),
+    # -- the registry's HTTP: proxies and expired tokens (issue 13) ------------------------------
+    _m(
+        "proxy-ignored",
+        "registry traffic goes through the proxy HTTPS_PROXY / HTTP_PROXY name",
+        (f"{PROXIES}::test_plain_http_registries_are_reached_through_http_proxy",),
+        (HTTP, "        proxy = proxy_for(parts.scheme, parts.netloc)\n", "        proxy = None  # mutant\n"),
+    ),
+    _m(
+        "no-proxy-ignored",
+        "NO_PROXY sends a registry's traffic around the proxy",
+        (f"{PROXIES}::test_no_proxy_bypasses_the_proxy",),
+        (HTTP, "        if proxy_bypass(netloc):\n", "        if False:  # mutant\n"),
+    ),
+    _m(
+        "proxy-credentials-printed",
+        "a proxy is named by scheme, host and port: its credentials are never printed",
+        (f"{PROXIES}::test_wrong_proxy_credentials_fail_cleanly_without_printing_them",),
+        (HTTP, '    url = f"{parts.scheme}://{parts.hostname}:{port}"\n', "    url = raw  # mutant\n"),
+    ),
+    _m(
+        "expired-token-not-refreshed",
+        "an expired registry token (ECR's 403) is dropped and fetched again mid-run",
+        ("tests/integration/test_promotion.py::test_expired_registry_token_mid_run_is_refreshed",),
+        (REGISTRY_ERRORS, "    if isinstance(error, TokenExpiredError):\n        return True\n", ""),
+        (
+            REGISTRY_ERRORS,
+            "    return error.status == 403 and credentials_sent and not error.codes\n",
+            "    return False  # mutant\n",
         ),
     ),
     # -- nothing read can drive the terminal (issue 12) -------------------------------------------
