@@ -224,6 +224,17 @@ class _Tracked:
             exchange.attach(self)  # type: ignore[arg-type]
         super().request(*args, **kwargs)  # type: ignore[misc]
 
+    def connect(self) -> None:
+        # A plain-HTTP connection opens inside request(), after it registered: an abort
+        # that came in between found no socket to cut, so look again once there is one
+        # (abort sets the flag, then reads the socket; this sets the socket, then reads
+        # the flag: one of the two sees the other).
+        super().connect()  # type: ignore[misc]
+        exchange: _Exchange | None = getattr(_current, "exchange", None)
+        if exchange is not None and exchange.aborted.is_set():
+            shutdown(self)  # type: ignore[arg-type]
+            raise ConnectionAbortedError("aborted")
+
 
 class _TrackedHTTPConnection(_Tracked, HTTPConnection):
     pass
