@@ -1,7 +1,7 @@
-"""Whole-release promotion (a feature over images and the package): a release file names
-image tags (optionally pinned to digests) and a package version; promoting it copies every
-image and the package into one account, then writes one release record. A part that fails
-leaves what is already there intact, the release is reported failed, and a re-run
+"""Release files and the result of promoting one. A release file names image tags
+(optionally pinned to digests) and a package version; release_plan.py plans and promotes
+it: every image and the package into one account, then one release record. A part that
+fails leaves what is already there intact, the release is reported failed, and a re-run
 completes it (each part is idempotent).
 
     release: "2026.11"
@@ -13,22 +13,15 @@ completes it (each part is idempotent).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cloudops.aws.guard import require_account
-from cloudops.copy.engine import CopyProgress
 from cloudops.errors import CloudopsError, InputError
-from cloudops.package import PackageResult, promote_package
-from cloudops.pipeline import history
-from cloudops.pipeline.context import PipelineContext
-from cloudops.pipeline.promote import ImagePromotion, ImageSpec, promote_images
-from cloudops.pipeline.records import PromotionRecord
-from cloudops.pipeline.stages import promotion_route
+from cloudops.package import PackageResult
+from cloudops.pipeline.promote import ImagePromotion
 from cloudops.pipeline.yamlload import YamlBoundsError, YamlValueError, compose_and_load, read_bounded
 from cloudops.refs import ReferenceError, validate_digest, validate_repository, validate_tag
 
@@ -104,6 +97,8 @@ class ReleaseResult:
     package: PackageResult | None = None
     seconds: float = 0.0
     dry_run: bool = False
+    plan_hash: str | None = None
+    """The plan executed (release_plan.py); None for a dry run."""
 
     @property
     def ok(self) -> bool:
@@ -119,53 +114,8 @@ class ReleaseResult:
             "images": [i.as_dict() for i in self.images],
             "package": self.package.as_dict() if self.package is not None else None,
             "seconds": round(self.seconds, 3),
+            "plan_hash": self.plan_hash,
         }
 
 
-def promote_release(
-    context: PipelineContext,
-    to: str,
-    release_file: Path,
-    *,
-    source: str | None = None,
-    dry_run: bool = False,
-    progress: CopyProgress | None = None,
-) -> ReleaseResult:
-    started = time.monotonic()
-    release = load_release(release_file)
-    route = promotion_route(context.pipeline, to, source)
-    arn = require_account(context.session(to), purpose=f"promote release {release.release} into {to!r}")
-    result = ReleaseResult(release.release, to, dry_run=dry_run)
-    if release.images:
-        specs = [ImageSpec(i.repository, i.tag, i.digest) for i in release.images]
-        result.images = promote_images(context, to, specs, source=source, dry_run=dry_run, progress=progress)
-    if release.package is not None:
-        result.package = promote_package(
-            context, to, version=release.package.version, source=source, dry_run=dry_run
-        )
-    result.seconds = time.monotonic() - started
-    if not dry_run:
-        failures = [str(i.error) for i in result.images if i.error] + (
-            [str(result.package.error)] if result.package is not None and result.package.error else []
-        )
-        history.append(
-            context,
-            PromotionRecord.new(
-                kind="release",
-                who=history.who_am_i(arn),
-                source_account=route.source,
-                source_account_id=context.pipeline.account(route.source).account_id,
-                destination_account=to,
-                destination_account_id=context.pipeline.account(to).account_id,
-                version=release.release,
-                bytes=sum(i.bytes_uploaded for i in result.images)
-                + (result.package.bytes_uploaded if result.package is not None else 0),
-                seconds=result.seconds,
-                result="promoted" if result.ok else "failed",
-                error="; ".join(failures)[:2000] or None,
-            ),
-        )
-    return result
-
-
-__all__ = ["CloudopsError", "Release", "ReleaseResult", "load_release", "promote_release"]
+__all__ = ["CloudopsError", "Release", "ReleaseResult", "load_release"]

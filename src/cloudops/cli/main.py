@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "copy": ("copy", "copy"),
     "init": ("init", "init"),
     "promote": ("promote", "promote"),
+    "plan": ("plan", "plan"),
+    "apply": ("plan", "apply"),
     "package": ("package", "package"),
     "history": ("history", "history"),
     "status": ("status", "status"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from functools import wraps
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
@@ -92,6 +92,18 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """A rich Table on stderr; the title and every cell through :func:`safe_text`."""
+    from rich.table import Table
+
+    table = Table(title=safe_text(title), title_justify="left")
+    for column in columns:
+        table.add_column(safe_text(column))
+    for row in rows:
+        table.add_row(*(safe_text(cell) for cell in row))
+    stderr.print(table)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -93,6 +93,9 @@ class PromotionRecord(BaseModel):
     result: RecordResult
     error: Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)] | None = None
     jenkins_build: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    plan_hash: _Digest | None = None
+    """The hash of the plan a release record executed (pipeline/plan.py); None in other
+    records and in records written before plans existed."""
     tool_version: Annotated[str, StringConstraints(max_length=64)] = __version__
 
     @field_validator("when")

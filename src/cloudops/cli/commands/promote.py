@@ -177,7 +177,7 @@ def promote_release_cmd(
     """Promote every image and the package a release file names into --to, then write one
     release record. If any part fails the release is reported failed (exit 1), nothing
     already present is damaged, and a re-run completes it."""
-    from cloudops.release import promote_release
+    from cloudops.release_plan import promote_release
 
     context = _promotion_context(pipeline_file, to, source, source_credentials_env)
     with CopyProgressDisplay(f"release -> {to}", quiet=as_json) as progress:

@@ -106,7 +106,7 @@ def demo(tag: str, scale: float, break_setup: bool) -> None:
     from cloudops.pipeline.init import init_account
     from cloudops.pipeline.model import load_pipeline
     from cloudops.registry import RegistrySession
-    from cloudops.release import promote_release
+    from cloudops.release_plan import promote_release
     from cloudops.sandbox import world
     from cloudops.sandbox.seed import build_package, publish_image
 

@@ -1,0 +1,150 @@
+"""`cloudops plan` and `cloudops apply`: a release's promotion as data, then exactly that."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from cloudops.cli import exit_codes
+from cloudops.cli.context import build_context, pipeline_option, source_credentials_option
+from cloudops.cli.output import emit_json, handles_errors, human_bytes, print_table, safe_text, stderr
+
+if TYPE_CHECKING:  # the command table imports this module for --help: nothing heavy here
+    from cloudops.pipeline.plan import PromotionPlan
+    from cloudops.release import ReleaseResult
+
+
+@click.command("plan")
+@click.option("--to", "to", required=True, metavar="ACCOUNT", help="Destination account (stage).")
+@click.option(
+    "--release",
+    "release_file",
+    required=True,
+    metavar="FILE",
+    type=click.Path(path_type=Path),
+    help="Release file: images (tags, optional digests) and a package version.",
+)
+@click.option("--from", "source", metavar="ACCOUNT", help="Source account (default: the stage before --to).")
+@click.option(
+    "--out",
+    "out",
+    metavar="PLAN.json",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the plan there, for `cloudops apply` (refused if it exists, unless --force).",
+)
+@click.option("--force", is_flag=True, help="Replace the --out file if it exists.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout (the --out document)."
+)
+@pipeline_option
+@source_credentials_option
+@handles_errors
+def plan(
+    to: str,
+    release_file: Path,
+    source: str | None,
+    out: Path | None,
+    force: bool,
+    as_json: bool,
+    pipeline_file: str | None,
+    source_credentials_env: str | None,
+) -> None:
+    """Plan promoting the release file into --to: what each image and the package would
+    do (already there / copy / refused), the checks made, the bytes to move and the plan's
+    hash. Reads both accounts, writes nothing to them.
+
+    Exit 0 when the plan can be applied, 3 when it refuses something (a tag that would
+    move, an image or package missing at the source); the plan is written to --out either
+    way, so it can be shown, but `cloudops apply` refuses it."""
+    from cloudops.release_plan import make_plan, refuse_existing, write_plan
+
+    if out is not None:
+        refuse_existing(out, force=force)  # before any account is asked anything
+    context = build_context(
+        pipeline_file, promote_to=to, source=source, source_env_prefix=source_credentials_env
+    )
+    made = make_plan(context, to, release_file, source)
+    if out is not None:
+        write_plan(made, out, force=force)
+    if as_json:
+        emit_json(made.to_json())
+    show_plan(made, out)
+    if not made.ok:
+        raise SystemExit(exit_codes.REFUSED)
+
+
+def show_plan(made: PromotionPlan, out: Path | None) -> None:
+    """The table, the checks, the hash and the bytes; then each refusal: on stderr, every
+    value through safe_text."""
+    from cloudops.pipeline.plan import PLAN_COLUMNS, plan_rows
+
+    print_table(str(made.route), PLAN_COLUMNS, plan_rows(made))
+    for check in made.checks:
+        stderr.print(f"  [dim]checked:[/] {safe_text(check)}")
+    stderr.print(
+        f"plan {safe_text(made.plan_hash)}: {human_bytes(made.bytes_to_move)} to move"
+        f" [dim](planned {safe_text(made.planned_at)} by {safe_text(made.planned_by)})[/]"
+    )
+    for refusal in made.refusals:
+        stderr.print(f"[bold yellow]refused:[/] {safe_text(refusal)}")
+    if out is not None:
+        applies = "apply it with" if made.ok else "it refuses what is above; `cloudops apply` will refuse it:"
+        stderr.print(f"written to {safe_text(out)}; {applies} `cloudops apply {safe_text(out)}`")
+
+
+@click.command("apply")
+@click.argument("plan_file", metavar="PLAN.json", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@pipeline_option
+@source_credentials_option
+@handles_errors
+def apply(
+    plan_file: Path, as_json: bool, pipeline_file: str | None, source_credentials_env: str | None
+) -> None:
+    """Execute exactly the plan in PLAN.json (made by `cloudops plan --out`).
+
+    The facts are gathered again first: if anything changed since the plan was made (a
+    source tag now names another digest, the destination holds something else, the
+    package changed), or the plan refuses something, nothing is written and the exit code
+    is 3 (make a new plan). Otherwise every image is copied by the digest the plan names,
+    the package version is copied and made current, and one release record carrying the
+    plan hash is written. A plan file that is not one cloudops wrote, or was edited
+    since, is refused with exit 2. A part that fails: exit 1 (run again to complete)."""
+    from cloudops.cli.progress import CopyProgressDisplay
+    from cloudops.release_plan import apply_plan, read_plan
+
+    loaded = read_plan(plan_file)
+    to = loaded.route.destination
+    context = build_context(
+        pipeline_file, promote_to=to, source=loaded.route.source, source_env_prefix=source_credentials_env
+    )
+    with CopyProgressDisplay(f"apply {loaded.plan_hash[:19]} -> {to}", quiet=as_json) as progress:
+        result = apply_plan(context, loaded, progress=progress)
+    if as_json:
+        emit_json(result.as_dict())
+    code = show_release(result)
+    if code:
+        raise SystemExit(code)
+
+
+def show_release(result: ReleaseResult) -> int:
+    """Per-item outcomes as `promote release` prints them; the exit code: 0, 3 when a part
+    was refused (a tag moved while it was copied), else 1 when a part failed."""
+    from cloudops.cli.commands.package import describe_package
+    from cloudops.cli.commands.promote import _image_lines, _report_failures
+
+    for line in _image_lines(result.images):
+        stderr.print(line)
+    codes = {_report_failures(result.images)}
+    if result.package is not None:
+        describe_package(result.package)
+        if result.package.error is not None:
+            codes.add(exit_codes.for_error(result.package.error))
+    hash_note = f" [dim](plan {safe_text(result.plan_hash)})[/]" if result.plan_hash else ""
+    verdict = "[green]complete[/]" if result.ok else "[red]FAILED[/] (run again to complete it)"
+    stderr.print(f"release {safe_text(result.release)} -> {safe_text(result.account)}: {verdict}{hash_note}")
+    if result.ok:
+        return exit_codes.OK
+    return exit_codes.REFUSED if exit_codes.REFUSED in codes else exit_codes.FAILED
