@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -19,6 +20,20 @@ pipeline_option = click.option(
     "pipeline_file",
     metavar="FILE",
     help="pipeline.yaml to use (default: $CLOUDOPS_PIPELINE, then ./pipeline.yaml).",
+)
+
+
+to_option = click.option("--to", "to", required=True, metavar="ACCOUNT", help="Destination account (stage).")
+release_option = click.option(
+    "--release",
+    "release_file",
+    required=True,
+    metavar="FILE",
+    type=click.Path(path_type=Path),
+    help="Release file: images (tags, optional digests) and a package version.",
+)
+from_option = click.option(
+    "--from", "source", metavar="ACCOUNT", help="Source account (default: the stage before --to)."
 )
 
 

@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from cloudops.errors import InputError
-from cloudops.pipeline.records import MAX_BYTES
+from cloudops.pipeline.records import MAX_BYTES, iso_time_with_zone
 from cloudops.refs import ReferenceError, validate_repository, validate_tag
 from cloudops.text import plain_text
 
@@ -66,16 +66,6 @@ def _reference(check: Callable[[str], str], what: str) -> Callable[[str], str]:
 def _inert(value: str) -> str:
     if plain_text(value) != value:
         raise ValueError("control characters are not allowed")
-    return value
-
-
-def _iso_with_zone(value: str) -> str:
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError("not an ISO-8601 time") from None
-    if when.tzinfo is None:
-        raise ValueError("an ISO-8601 time without a zone")
     return value
 
 
@@ -215,7 +205,7 @@ class PromotionPlan(_Strict):
     images: tuple[PlannedImage, ...] = Field(default=(), max_length=MAX_IMAGES)
     package: PlannedPackage | None = None
     checks: tuple[_Text, ...] = Field(default=(), max_length=MAX_CHECKS)
-    planned_at: Annotated[str, StringConstraints(max_length=40), AfterValidator(_iso_with_zone)]
+    planned_at: Annotated[str, StringConstraints(max_length=40), AfterValidator(iso_time_with_zone)]
     planned_by: _Text
     plan_hash: _Digest
 

@@ -73,6 +73,18 @@ _KEY = re.compile(
 )
 
 
+def iso_time_with_zone(value: str) -> str:
+    """``value`` when it is an ISO-8601 time with a zone (a record's or a plan's time), else
+    ValueError: a time without a zone cannot be ordered against the others."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not an ISO-8601 time") from None
+    if when.tzinfo is None:
+        raise ValueError("an ISO-8601 time without a zone")
+    return value
+
+
 class PromotionRecord(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
@@ -101,13 +113,7 @@ class PromotionRecord(BaseModel):
     @field_validator("when")
     @classmethod
     def _iso_time_with_zone(cls, value: str) -> str:
-        try:
-            when = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError("not an ISO-8601 time") from None
-        if when.tzinfo is None:
-            raise ValueError("an ISO-8601 time without a zone")
-        return value
+        return iso_time_with_zone(value)
 
     @classmethod
     def new(cls, **fields: Any) -> PromotionRecord:

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 import click
 
 from cloudops.cli import exit_codes
-from cloudops.cli.context import build_context, pipeline_option, source_credentials_option
+from cloudops.cli.context import (
+    build_context,
+    from_option,
+    pipeline_option,
+    release_option,
+    source_credentials_option,
+    to_option,
+)
 from cloudops.cli.output import emit_json, handles_errors, human_bytes, print_table, safe_text, stderr
 
 if TYPE_CHECKING:  # the command table imports this module for --help: nothing heavy here
@@ -17,16 +24,9 @@ if TYPE_CHECKING:  # the command table imports this module for --help: nothing h
 
 
 @click.command("plan")
-@click.option("--to", "to", required=True, metavar="ACCOUNT", help="Destination account (stage).")
-@click.option(
-    "--release",
-    "release_file",
-    required=True,
-    metavar="FILE",
-    type=click.Path(path_type=Path),
-    help="Release file: images (tags, optional digests) and a package version.",
-)
-@click.option("--from", "source", metavar="ACCOUNT", help="Source account (default: the stage before --to).")
+@to_option
+@release_option
+@from_option
 @click.option(
     "--out",
     "out",

@@ -9,7 +9,14 @@ from typing import Any, TypeVar
 import click
 
 from cloudops.cli import exit_codes
-from cloudops.cli.context import build_context, pipeline_option, source_credentials_option
+from cloudops.cli.context import (
+    build_context,
+    from_option,
+    pipeline_option,
+    release_option,
+    source_credentials_option,
+    to_option,
+)
 from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, safe_text, stderr
 from cloudops.cli.progress import CopyProgressDisplay
 from cloudops.pipeline.context import PipelineContext
@@ -32,16 +39,14 @@ def promotion_options(func: F) -> F:
     for option in (
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
         click.option("--dry-run", is_flag=True, help="Print the plan; write nothing."),
-        click.option(
-            "--from", "source", metavar="ACCOUNT", help="Source account (default: the stage before --to)."
-        ),
+        from_option,
     ):
         func = option(func)
     return func
 
 
 @promote.command("image")
-@click.option("--to", "to", required=True, metavar="ACCOUNT", help="Destination account (stage).")
+@to_option
 @click.option("--repository", required=True, metavar="R", help="ECR repository, e.g. ep/cortex.")
 @click.option("--tag", required=True, metavar="T", help="Image tag to promote.")
 @promotion_options
@@ -124,7 +129,7 @@ def _finish(results: list[ImagePromotion], *, as_json: bool, dry_run: bool) -> N
 
 
 @promote.command("package")
-@click.option("--to", "to", required=True, metavar="ACCOUNT", help="Destination account (stage).")
+@to_option
 @click.option(
     "--version", "version", metavar="V", help="Package version (default: the source's current one)."
 )
@@ -155,15 +160,8 @@ def promote_package_cmd(
 
 
 @promote.command("release")
-@click.option("--to", "to", required=True, metavar="ACCOUNT", help="Destination account (stage).")
-@click.option(
-    "--release",
-    "release_file",
-    required=True,
-    metavar="FILE",
-    type=click.Path(path_type=Path),
-    help="Release file: images (tags, optional digests) and a package version.",
-)
+@to_option
+@release_option
 @promotion_options
 def promote_release_cmd(
     to: str,
