@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -24,6 +25,9 @@ from cloudops.package import PackageResult
 from cloudops.pipeline.promote import ImagePromotion
 from cloudops.pipeline.yamlload import YamlBoundsError, YamlValueError, compose_and_load, read_bounded
 from cloudops.refs import ReferenceError, validate_digest, validate_repository, validate_tag
+
+if TYPE_CHECKING:
+    from cloudops.release_current import CurrentRelease
 
 
 class ReleaseImage(BaseModel):
@@ -99,11 +103,20 @@ class ReleaseResult:
     dry_run: bool = False
     plan_hash: str | None = None
     """The plan executed (release_plan.py); None for a dry run."""
+    current: CurrentRelease | None = None
+    """What releases/current.json now says (release_current.py), once written and read back."""
+    current_error: CloudopsError | None = None
+    """Why current.json could not be written or verified: the release then failed."""
+
+    @property
+    def parts_ok(self) -> bool:
+        """Every image and the package promoted or already there."""
+        package_ok = self.package is None or self.package.ok
+        return all(i.ok for i in self.images) and package_ok
 
     @property
     def ok(self) -> bool:
-        package_ok = self.package is None or self.package.ok
-        return all(i.ok for i in self.images) and package_ok
+        return self.parts_ok and self.current_error is None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -115,6 +128,10 @@ class ReleaseResult:
             "package": self.package.as_dict() if self.package is not None else None,
             "seconds": round(self.seconds, 3),
             "plan_hash": self.plan_hash,
+            "current_release": {
+                "written": self.current is not None,
+                "error": str(self.current_error) if self.current_error else None,
+            },
         }
 
 

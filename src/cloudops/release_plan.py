@@ -40,7 +40,7 @@ from cloudops.aws.ecr import EcrRepositories
 from cloudops.aws.guard import require_account
 from cloudops.aws.s3_stream import ChecksumMismatchError
 from cloudops.copy.engine import CopyProgress
-from cloudops.errors import InputError, RefusedError
+from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.oci import ImageManifest
 from cloudops.package import StoredPackage, promote_package, store_for, validate_version
 from cloudops.pipeline import history
@@ -62,6 +62,7 @@ from cloudops.pipeline.stages import Route, promotion_route
 from cloudops.refs import validate_tag
 from cloudops.registry import RegistryReader, RegistrySession
 from cloudops.release import Release, ReleaseResult, load_release
+from cloudops.release_current import write_current
 
 T = TypeVar("T")
 T2 = TypeVar("T2")
@@ -304,7 +305,12 @@ def execute_plan(
     since is refused by the copy, never copied), then the plan's package version; then
     write one release record carrying the plan hash. An image or package the plan refuses
     is handed on as well and refused again, as ``promote release`` always did (apply_plan
-    never gets here with one). ``order``: (repository, tag) in the order to report."""
+    never gets here with one). ``order``: (repository, tag) in the order to report.
+
+    A release whose every part succeeded is then recorded as the destination's current
+    release (releases/current.json and its release log, release_current.py); a failure to
+    write or verify that fails the release (``current_error``, exit 1). A release that
+    failed in any part never moves current.json."""
     src, dst = plan.route.source, plan.route.destination
     position = {name: n for n, name in enumerate(order)}
     images = sorted(plan.images, key=lambda i: position.get((i.repository, i.tag), len(position)))
@@ -314,10 +320,24 @@ def execute_plan(
         result.images = promote_images(context, dst, specs, source=src, progress=progress)
     if plan.package is not None:
         result.package = promote_package(context, dst, version=plan.package.version, source=src)
+    if result.parts_ok:
+        # Complete and verified: only now may current.json name it (release_current.py).
+        try:
+            result.current = write_current(context, plan, arn)
+        except (CloudopsError, ValueError) as error:  # ValueError: a document out of bounds
+            message = error.message if isinstance(error, CloudopsError) else "invalid current release"
+            hint = error.hint if isinstance(error, CloudopsError) else None
+            result.current_error = CloudopsError(
+                f"release {plan.route.release} is in {dst!r} but not recorded as its current "
+                f"release: {message}",
+                hint=hint or "promote the release again (or plan and apply it again) to record it",
+            )
     result.seconds = time.monotonic() - started
     failures = [str(i.error) for i in result.images if i.error] + (
         [str(result.package.error)] if result.package is not None and result.package.error else []
     )
+    if result.current_error is not None:
+        failures.append(str(result.current_error))
     history.append(
         context,
         PromotionRecord.new(

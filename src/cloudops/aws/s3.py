@@ -15,6 +15,7 @@ import botocore.exceptions
 
 from cloudops.aws import s3_owner
 from cloudops.aws.sessions import AccountSession, aws_error
+from cloudops.errors import CloudopsError
 
 BucketChange = Literal["created", "updated", "unchanged"]
 
@@ -133,6 +134,33 @@ class AccountBucket:
             )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise aws_error(exc, f"writing the promotion record to bucket {self.name}") from None
+
+    def put_json(self, key: str, document: dict[str, Any], *, what: str, only_new: bool = False) -> bytes:
+        """Write one small JSON object (sorted keys) and return the bytes written. With
+        ``only_new`` S3 refuses to overwrite an existing object (IfNoneMatch): an object
+        already under the key is an error, never replaced."""
+        body = json.dumps(document, sort_keys=True).encode()
+        params: dict[str, Any] = {
+            "Bucket": self.name,
+            "Key": key,
+            "Body": body,
+            "ContentType": "application/json",
+            "ExpectedBucketOwner": self.session.account.account_id,
+        }
+        if only_new:
+            params["IfNoneMatch"] = "*"
+        try:
+            self._client.put_object(**params)
+        except botocore.exceptions.ClientError as exc:
+            if only_new and str(exc.response.get("Error", {}).get("Code")) in ("PreconditionFailed", "412"):
+                raise CloudopsError(
+                    f"{what}: s3://{self.name}/{key} exists already and is never overwritten",
+                    hint="run again: a new object is written under a new key",
+                ) from None
+            raise aws_error(exc, f"{what} (s3://{self.name}/{key})") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise aws_error(exc, f"{what} (s3://{self.name}/{key})") from None
+        return body
 
     def list_records(self, *, prefix: str, start_after: str = "") -> list[StoredRecord]:
         """Every object under ``prefix`` (after ``start_after``), with the size and ETag S3

@@ -46,12 +46,23 @@ class JsonObject(Generic[M]):
 
 
 def read_json_object(
-    client: Any, bucket: str, key: str, model: type[M], *, max_bytes: int = MAX_JSON_OBJECT_BYTES
+    client: Any,
+    bucket: str,
+    key: str,
+    model: type[M],
+    *,
+    max_bytes: int = MAX_JSON_OBJECT_BYTES,
+    expected_owner: str | None = None,
 ) -> JsonObject[M]:
     """Read and validate one small JSON object. botocore errors (NoSuchKey, AccessDenied,
-    ...) pass through; everything wrong with the content is in the result's ``problem``."""
+    ...) pass through; everything wrong with the content is in the result's ``problem``.
+    ``expected_owner``: the account id passed as ExpectedBucketOwner (clients made by
+    AccountSession add it themselves; a client made elsewhere may not)."""
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes=0-{max_bytes}"}
+    if expected_owner is not None:
+        params["ExpectedBucketOwner"] = expected_owner
     try:
-        answer = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}")
+        answer = client.get_object(**params)
     except botocore.exceptions.ClientError as exc:
         # A Range GET of an empty object is refused with 416: the object is empty.
         if str(exc.response.get("Error", {}).get("Code")) in ("InvalidRange", "416"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -36,6 +36,7 @@ from cloudops.errors import CloudopsError
 from cloudops.package import InvalidPointerError, PackageStore
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.history import HistoryRead, read_history
+from cloudops.release_current import CurrentRelease, ReleaseStore, UnreadableCurrentError
 from cloudops.report.clients import SharedClients
 from cloudops.report.matrix import compute_matrix
 from cloudops.report.model import (
@@ -63,6 +64,7 @@ class _Reader:
     account_id: str
     ecr: Any
     packages: PackageStore
+    releases: ReleaseStore
 
 
 History = HistoryRead
@@ -76,9 +78,34 @@ lately do not push the believable ones out of it."""
 
 
 @dataclass(frozen=True)
+class CurrentSeen:
+    """An account's releases/current.json as status read it, and whether what the account
+    holds still matches it (``matches``: True, False, or None when it could not tell)."""
+
+    value: CurrentRelease | None = None
+    error: str | None = None
+    """Why it could not be read (unreadable, hostile, the account not read)."""
+    matches: bool | None = None
+    differences: tuple[str, ...] = ()
+    """What the account holds otherwise than current.json says (when ``matches`` is False)
+    or could not be compared (when None)."""
+
+    def as_dict(self) -> dict[str, Any] | None:
+        """`status --json`'s per-account ``current_release``: None when there is none."""
+        if self.value is None:
+            return None
+        return {**self.value.summary(), "matches": self.matches, "differences": list(self.differences)}
+
+
+@dataclass(frozen=True)
 class StatusReport:
     matrix: StatusMatrix
     history: History | None = None
+    current: dict[str, CurrentSeen] = field(default_factory=dict)
+    """Per account, its current release (release_current.py) and whether it still matches."""
+
+    def current_of(self, account: str) -> CurrentSeen:
+        return self.current.get(account) or CurrentSeen(error="not read")
 
     @property
     def has_history_findings(self) -> bool:
@@ -137,6 +164,7 @@ def read_status(
             for repository in pipeline.images:
                 tasks[(repository, name)] = pool.submit(_guarded, partial(_images, reader, repository))
             tasks[(PACKAGE_ROW, name)] = pool.submit(_guarded, partial(_packages, reader))
+        currents = {name: pool.submit(_current, reader) for name, reader in readers.items()}
         keys: list[tuple[RowKind, str]] = [("image", i) for i in pipeline.images]
         keys.append(("package", PACKAGE_ROW))
         rows = [
@@ -144,11 +172,16 @@ def read_status(
             for kind, row in keys
         ]
         found_history = history.result() if history is not None else None
+        seen = {name: currents[name].result() for name in stages if name in currents}
 
+    current = {
+        name: _compare(seen[name], name, rows) if name in seen else CurrentSeen(error="account not read")
+        for name in stages
+    }
     observation = Observation(
         stages, {s: accounts[s] for s in stages}, tuple(rows), datetime.now(UTC), time.monotonic() - started
     )
-    return StatusReport(compute_matrix(observation), found_history)
+    return StatusReport(compute_matrix(observation), found_history, current)
 
 
 def _open(context: PipelineContext, name: str, shared: SharedClients) -> _Reader:
@@ -162,7 +195,7 @@ def _open(context: PipelineContext, name: str, shared: SharedClients) -> _Reader
         store = PackageStore(session, context.pipeline.bucket(name), context.pipeline.deployment_package.key)
     except _BOTO_ERRORS as exc:
         raise aws_error(exc, f"connecting to account {name!r}") from None
-    return _Reader(name, session.account.account_id, ecr, store)
+    return _Reader(name, session.account.account_id, ecr, store, ReleaseStore(store.bucket))
 
 
 def _guarded(read: Callable[[], Holding]) -> Holding:
@@ -216,6 +249,62 @@ def _packages(reader: _Reader) -> Holding:
     if invalid is not None:
         notes.append(invalid)
     return Holding(artifacts, note="; ".join(notes) or None)
+
+
+def _current(reader: _Reader) -> CurrentSeen:
+    """releases/current.json, read bounded and validated with the package store's client:
+    hostile or unreadable is shown, never fatal."""
+    try:
+        return CurrentSeen(reader.releases.read())
+    except UnreadableCurrentError as error:
+        return CurrentSeen(error=error.message)
+    except CloudopsError as error:
+        return CurrentSeen(error=str(error))
+    except _BOTO_ERRORS as exc:
+        return CurrentSeen(error=str(aws_error(exc, f"reading the current release of {reader.name!r}")))
+
+
+def _compare(
+    seen: CurrentSeen, account: str, rows: list[tuple[RowKind, str, dict[str, Holding]]]
+) -> CurrentSeen:
+    """Whether the account's ECR tags and package pointer, as status read them (ListImages
+    per repository, the package store's listing and current pointer), still name what
+    current.json says. Pure: no lookups beyond what status already made."""
+    current = seen.value
+    if current is None:
+        return seen
+    held = {(kind, row): holdings.get(account) for kind, row, holdings in rows}
+    differ: list[str] = []
+    unknown: list[str] = []
+    for image in current.images:
+        name = f"{image.repository}:{image.tag}"
+        holding = held.get(("image", image.repository))
+        if holding is None or holding.error is not None:
+            unknown.append(f"{name} not read")
+            continue
+        digest = next((a.digest for a in holding.artifacts if a.tag == image.tag), None)
+        if digest is None:
+            differ.append(f"{name} is gone")
+        elif digest != image.digest:
+            differ.append(f"{name} names {digest[:19]}…, not {image.digest[:19]}…")
+    if current.package is not None:
+        holding = held.get(("package", PACKAGE_ROW))
+        version = current.package.version
+        if holding is None or holding.error is not None:
+            unknown.append(f"package {version} not read")
+        else:
+            pointed = next((a for a in holding.artifacts if a.current), None)
+            if pointed is None:
+                differ.append(f"the package pointer names no stored version, not {version}")
+            elif pointed.tag != version:
+                differ.append(f"the package pointer names {pointed.tag}, not {version}")
+            elif pointed.digest != f"sha256:{current.package.sha256}":
+                differ.append(f"package {version} has other content than current.json says")
+    if differ:
+        return CurrentSeen(current, matches=False, differences=tuple(differ + unknown))
+    if unknown:
+        return CurrentSeen(current, matches=None, differences=tuple(unknown))
+    return CurrentSeen(current, matches=True)
 
 
 def _history(context: PipelineContext, accounts: dict[str, AccountStatus], limit: int) -> History:

@@ -16,12 +16,13 @@ account it names; records that are not valid records are listed with their keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from html import escape
 
 from cloudops import __version__
 from cloudops.pipeline.history import HistoryRead
 from cloudops.pipeline.records import ReadRecord
+from cloudops.report.collect import CurrentSeen
 from cloudops.report.model import MARKS, Artifact, Cell, Mark, Row, StatusMatrix, short_digest
 from cloudops.text import plain_text
 
@@ -112,6 +113,7 @@ def render_html(
     history: HistoryRead | None = None,
     *,
     title: str = "cloudops status",
+    current: Mapping[str, CurrentSeen] | None = None,
 ) -> str:
     """The page. ``history`` is what read_history found: records attributed to the bucket
     they were read from, never to the account they claim (none: no timelines)."""
@@ -134,7 +136,7 @@ def render_html(
         _matrix(matrix),
         _legend(),
         "</section>",
-        _accounts(matrix),
+        _accounts(matrix, current),
         _timelines(matrix, history),
         f"<footer>cloudops {_e(__version__)}</footer>",
         "</body></html>",
@@ -240,7 +242,7 @@ _LEGEND_STYLE: dict[Mark, str] = {
 }
 
 
-def _accounts(matrix: StatusMatrix) -> str:
+def _accounts(matrix: StatusMatrix, current: Mapping[str, CurrentSeen] | None = None) -> str:
     rows = []
     for stage in matrix.stages:
         account = matrix.accounts[stage]
@@ -249,13 +251,34 @@ def _accounts(matrix: StatusMatrix) -> str:
             if account.reachable
             else f'<td class="bad">unreachable: {_e(account.error)}</td>'
         )
+        release = _current(current.get(stage), account.reachable) if current is not None else ""
         rows.append(
             f'<tr data-account="{_e(stage)}"><th scope="row">{_e(stage)}</th>'
-            f"<td><code>{_e(account.account_id)}</code></td><td>{_e(account.region)}</td>{state}</tr>"
+            f"<td><code>{_e(account.account_id)}</code></td><td>{_e(account.region)}</td>{state}{release}</tr>"
         )
+    release_head = "<th>current release</th>" if current is not None else ""
     return (
         '<section><h2>Accounts</h2><table class="accounts"><thead><tr><th>stage</th><th>account</th>'
-        f"<th>region</th><th>state</th></tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+        f"<th>region</th><th>state</th>{release_head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def _current(seen: CurrentSeen | None, reachable: bool) -> str:
+    """One account's releases/current.json (release_current.py) and whether it matches."""
+    if not reachable:
+        return "<td></td>"
+    if seen is None or (seen.value is None and seen.error is None):
+        return '<td class="current-release">none recorded</td>'
+    if seen.value is None:
+        return f'<td class="bad current-release">unreadable: {_e(seen.error)}</td>'
+    match, css, flag = "match not known", "", "null"
+    if seen.matches is not None:
+        match = "matches" if seen.matches else "does not match"
+        css, flag = ("ok", "true") if seen.matches else ("bad", "false")
+    differences = "".join(f"<br><small>{_e(d)}</small>" for d in seen.differences[:5])
+    return (
+        f'<td class="{css} current-release" data-matches="{flag}">{_e(seen.value.release)} '
+        f"<code>{_e(seen.value.short_hash)}</code> &middot; {match}{differences}</td>"
     )
 
 

@@ -142,9 +142,21 @@ def show_release(result: ReleaseResult) -> int:
         describe_package(result.package)
         if result.package.error is not None:
             codes.add(exit_codes.for_error(result.package.error))
+    describe_current(result)
     hash_note = f" [dim](plan {safe_text(result.plan_hash)})[/]" if result.plan_hash else ""
     verdict = "[green]complete[/]" if result.ok else "[red]FAILED[/] (run again to complete it)"
     stderr.print(f"release {safe_text(result.release)} -> {safe_text(result.account)}: {verdict}{hash_note}")
     if result.ok:
         return exit_codes.OK
     return exit_codes.REFUSED if exit_codes.REFUSED in codes else exit_codes.FAILED
+
+
+def describe_current(result: ReleaseResult) -> None:
+    """The account's current release as the release left it (release_current.py)."""
+    if result.current is not None:
+        stderr.print(
+            f"current release of {safe_text(result.account)}: {safe_text(result.current.release)} "
+            f"[dim](plan {safe_text(result.current.short_hash)}, releases/current.json)[/]"
+        )
+    elif result.current_error is not None:
+        stderr.print(f"[red]current release not recorded:[/] {safe_text(str(result.current_error))}")

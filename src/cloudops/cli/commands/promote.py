@@ -189,6 +189,9 @@ def promote_release_cmd(
         from cloudops.cli.commands.package import describe_package
 
         describe_package(result.package)
+    from cloudops.cli.commands.plan import describe_current
+
+    describe_current(result)
     verdict = "[green]complete[/]" if result.ok else "[red]FAILED[/] (run again to complete it)"
     stderr.print(f"release {safe_text(result.release)} -> {safe_text(to)}: {verdict}")
     if not result.ok:

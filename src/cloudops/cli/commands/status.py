@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -16,7 +17,7 @@ from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.history import HistoryRead
 from cloudops.pipeline.model import load_pipeline
 from cloudops.pipeline.records import CLAIMS_ANOTHER_ACCOUNT, DATED_IN_THE_FUTURE
-from cloudops.report.collect import read_status
+from cloudops.report.collect import CurrentSeen, read_status
 from cloudops.report.html import render_html
 from cloudops.report.model import Cell, StatusMatrix, short_digest
 
@@ -67,7 +68,10 @@ def status(
     matrix = report.matrix
     if html_file is not None:
         page = render_html(
-            matrix, history=report.history, title=f"cloudops status: {context.pipeline.path or 'pipeline'}"
+            matrix,
+            history=report.history,
+            title=f"cloudops status: {context.pipeline.path or 'pipeline'}",
+            current=report.current,
         )
         try:
             html_file.write_text(page, encoding="utf-8")
@@ -75,10 +79,14 @@ def status(
             raise InputError(f"cannot write {html_file}: {exc.strerror}") from None
     if as_json:
         document = matrix.as_dict()
+        for name, account in document["accounts"].items():
+            seen = report.current_of(name)
+            account["current_release"] = seen.as_dict()
+            account["current_release_error"] = seen.error
         document["history"] = report.history_dict()
         emit_json(document)
     else:
-        print_matrix(matrix)
+        print_matrix(matrix, report.current)
         if report.history is not None:
             print_history_findings(report.history)
     if html_file is not None:
@@ -101,13 +109,18 @@ def _context(pipeline_file: str | None, read_role: str | None) -> PipelineContex
     return PipelineContext(pipeline, credential_overrides=overrides)
 
 
-def print_matrix(matrix: StatusMatrix) -> None:
+def print_matrix(matrix: StatusMatrix, current: Mapping[str, CurrentSeen] | None = None) -> None:
     table = Table(title="what is where", show_lines=True)
     table.add_column("repository")
     for stage in matrix.stages:
         table.add_column(f"{safe_text(stage)}\n[dim]{safe_text(matrix.accounts[stage].account_id)}[/]")
     for row in matrix.rows:
         table.add_row(safe_text(row.name), *(_cell_text(c, matrix) for c in row.cells))
+    if current is not None:
+        table.add_row(
+            "[bold]current release[/]",
+            *(_current_text(current.get(stage), matrix.accounts[stage].reachable) for stage in matrix.stages),
+        )
     stderr.print(table)
     counts = matrix.counts()
     stderr.print(
@@ -165,4 +178,25 @@ def _cell_text(cell: Cell, matrix: StatusMatrix) -> str:
         )
     if cell.reason:
         lines.append(f"[dim]{safe_text(cell.reason)}[/]")
+    return "\n".join(lines)
+
+
+def _current_text(seen: CurrentSeen | None, reachable: bool) -> str:
+    """One account's releases/current.json: release, short plan hash, whether it matches."""
+    if not reachable:
+        return "[dim](account: see below)[/]"
+    if seen is None or (seen.value is None and seen.error is None):
+        return "[dim]none recorded[/]"
+    if seen.value is None:
+        return f"[magenta]UNREADABLE[/]\n[dim]{safe_text(seen.error)}[/]"
+    lines = [f"{safe_text(seen.value.release)} [dim]{safe_text(seen.value.short_hash)}[/]"]
+    if seen.matches is True:
+        lines.append("[green]matches[/]")
+    elif seen.matches is False:
+        lines.append("[red]DOES NOT MATCH[/]")
+    else:
+        lines.append("[dim]match not known[/]")
+    lines.extend(f"[dim]{safe_text(d)}[/]" for d in seen.differences[:3])
+    if len(seen.differences) > 3:
+        lines.append(f"[dim]{len(seen.differences) - 3} more[/]")
     return "\n".join(lines)
