@@ -174,6 +174,24 @@ def test_a_failed_release_or_a_dry_run_never_moves_current_json(ctx, tmp_path: P
     assert _log(ctx) == before_log
     assert _status()["current_release"]["release"] == "2026.11"
 
+    # A part refused although every digest is known (qa's tag already names another image,
+    # tags never move): current.json must not name a release qa does not hold.
+    publish(ctx, "build", "ep/search", "8.7.0")
+    squatter = publish(ctx, "qa", "ep/search", "8.7.0", scale=0.07)
+    publish(ctx, "build", "ep/cortex", "8.7.0")
+    package = tmp_path / "package-8.7.0.zip"
+    build_package(package, "8.7.0", size=MiB // 4)
+    assert cloudops("package", "publish", str(package), "--version", "8.7.0").returncode == 0
+    refused = cloudops(
+        "promote", "release", "--to", "qa", "--release", str(_release(tmp_path, "2027.01", "8.7.0"))
+    )
+    assert refused.returncode in (1, 3) and "Traceback" not in refused.stderr, refused.stderr
+    assert "tags never move" in refused.stderr
+    assert ecr_tags(ctx, "qa", "ep/search")["8.7.0"] == squatter
+    after = s3.get_object(Bucket=bucket, Key=CURRENT_KEY)
+    assert (after["Body"].read(), after["VersionId"]) == (before_body, before_version)
+    assert _log(ctx) == before_log
+
 
 def test_status_shows_the_current_release_and_whether_qa_still_holds_it(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _published(ctx, tmp_path, "8.5.0")

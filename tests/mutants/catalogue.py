@@ -50,6 +50,8 @@ TRANSPORT = "src/cloudops/registry/transport.py"
 HTTP = "src/cloudops/registry/http.py"
 REGISTRY_ERRORS = "src/cloudops/registry/errors.py"
 PROXIES = "tests/integration/test_proxies.py"
+PLAN_MODULE = "src/cloudops/pipeline/plan.py"
+RELEASE_PLAN = "src/cloudops/release_plan.py"
 ECR = "src/cloudops/aws/ecr.py"
 RECORDS = "src/cloudops/pipeline/records.py"
 TEXT = "src/cloudops/text.py"
@@ -546,6 +548,31 @@ MUTANTS: tuple[Mutant, ...] = (
             "    return error.status == 403 and credentials_sent and not error.codes\n",
             "    return False  # mutant\n",
         ),
+    ),
+    # -- releases: plan, then apply (issue 14) ---------------------------------------------------
+    _m(
+        "apply-despite-changes",
+        "apply refuses a plan when the world changed since it was made",
+        (
+            "tests/integration/test_release_plan.py::"
+            "test_a_source_tag_repointed_after_planning_is_refused_and_nothing_written",
+        ),
+        (RELEASE_PLAN, "    if changes:\n", "    if False:  # mutant\n"),
+    ),
+    _m(
+        "plan-hash-unchecked",
+        "a plan file whose content does not match its hash is refused",
+        ("tests/unit/test_promotion_plan.py::test_a_hand_edited_plan_is_refused",),
+        (PLAN_MODULE, "        if plan.plan_hash != plan.content_hash():\n", "        if False:  # mutant\n"),
+    ),
+    _m(
+        "current-after-failed-release",
+        "a release that failed never moves the account's current.json",
+        (
+            "tests/integration/test_release_current.py::"
+            "test_a_failed_release_or_a_dry_run_never_moves_current_json",
+        ),
+        (RELEASE_PLAN, "    if result.parts_ok:\n", "    if True:  # mutant\n"),
     ),
     # -- nothing read can drive the terminal (issue 12) -------------------------------------------
     _m(
