@@ -41,7 +41,7 @@ from cloudops.aws.s3_stream import (
     abort_stale_uploads,
     upload_stream,
 )
-from cloudops.aws.sessions import AccountSession, aws_error
+from cloudops.aws.sessions import AccountSession, aws_error, object_missing
 from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
@@ -274,7 +274,7 @@ class PackageStore:
         try:
             head = self.client.head_object(Bucket=self.bucket.name, Key=key)
         except botocore.exceptions.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            if object_missing(exc):
                 return None
             raise aws_error(exc, f"reading s3://{self.bucket.name}/{key}") from None
         except botocore.exceptions.BotoCoreError as exc:

@@ -31,33 +31,31 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from cloudops.aws.guard import require_account
 from cloudops.aws.s3 import AccountBucket
 from cloudops.aws.s3_json import read_json_object
-from cloudops.aws.sessions import aws_error
+from cloudops.aws.sessions import aws_error, object_missing
 from cloudops.errors import CloudopsError, InputError
 from cloudops.package import store_for as package_store_for
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.plan import (
     MAX_IMAGES,
+    AccountName,
     PromotionPlan,
-    _AccountId,
-    _AccountName,
-    _Digest,
-    _inert,
-    _Repository,
-    _Sha256,
-    _Tag,
-    _Version,
+    Repository,
+    Sha256,
+    Tag,
+    Version,
+    inert_text,
 )
-from cloudops.pipeline.records import iso_time_with_zone
+from cloudops.pipeline.records import AccountId, Digest, iso_time_with_zone
 
 FORMAT: Final = 1
 RELEASES_PREFIX: Final = "releases/"
 CURRENT_KEY: Final = RELEASES_PREFIX + "current.json"
 LOG_PREFIX: Final = RELEASES_PREFIX + "log/"
 
-_Release = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_inert)]
-_Who = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_inert)]
-_Build = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_inert)]
+_Release = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(inert_text)]
+_Who = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(inert_text)]
+_Build = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(inert_text)]
 
 
 class _Strict(BaseModel):
@@ -65,14 +63,14 @@ class _Strict(BaseModel):
 
 
 class CurrentImage(_Strict):
-    repository: _Repository
-    tag: _Tag
-    digest: _Digest
+    repository: Repository
+    tag: Tag
+    digest: Digest
 
 
 class CurrentPackage(_Strict):
-    version: _Version
-    sha256: _Sha256
+    version: Version
+    sha256: Sha256
 
 
 class CurrentRelease(_Strict):
@@ -80,9 +78,9 @@ class CurrentRelease(_Strict):
 
     format: Literal[1]
     release: _Release
-    plan_hash: _Digest
-    account: _AccountName
-    account_id: _AccountId
+    plan_hash: Digest
+    account: AccountName
+    account_id: AccountId
     images: Annotated[list[CurrentImage], Field(max_length=MAX_IMAGES)]
     package: CurrentPackage | None
     who: _Who
@@ -137,7 +135,7 @@ def current_release_of(plan: PromotionPlan, who: str, now: datetime) -> CurrentR
 
 def log_key(current: CurrentRelease, now: datetime) -> str:
     stamp = f"{now.astimezone(UTC):%Y%m%dT%H%M%S%fZ}"
-    return f"{LOG_PREFIX}{stamp}-{current.plan_hash.removeprefix('sha256:')[:12]}.json"
+    return f"{LOG_PREFIX}{stamp}-{current.short_hash}.json"
 
 
 class ReleaseStore:
@@ -181,7 +179,7 @@ class ReleaseStore:
                 expected_owner=self.account_id,
             )
         except botocore.exceptions.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            if object_missing(exc):
                 return None
             raise aws_error(exc, f"reading {self.where}") from None
         except botocore.exceptions.BotoCoreError as exc:

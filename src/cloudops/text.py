@@ -18,6 +18,15 @@ def _visible(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def human_bytes(n: float) -> str:
+    """A byte count for people: 512 B, 1.5 KiB, 12.0 MiB, 3.2 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 def plain_text(value: object) -> str:
     """``value`` as one line of inert text: every control character (and bidi control)
     shown as a visible escape (ESC -> ``\\x1b``, LF -> ``\\x0a``), nothing else changed."""

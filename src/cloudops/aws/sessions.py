@@ -32,6 +32,14 @@ class AwsError(CloudopsError):
     """An AWS call failed; the message keeps AWS's error code, never a key."""
 
 
+def object_missing(exc: Exception) -> bool:
+    """Whether a ClientError says the object asked for is not there (a HEAD answers a bare
+    404, a GET NoSuchKey): absent, as opposed to unreadable or forbidden."""
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return str(code) in ("404", "NoSuchKey", "NotFound")
+
+
 def aws_error(exc: Exception, what: str) -> CloudopsError:
     """A user-facing error for a boto3 failure."""
     if isinstance(exc, botocore.exceptions.NoCredentialsError):

@@ -14,6 +14,7 @@ import click
 
 from cloudops.cli import exit_codes
 from cloudops.errors import CloudopsError
+from cloudops.text import human_bytes as human_bytes  # the CLI's name for it
 from cloudops.text import plain_text
 
 if TYPE_CHECKING:
@@ -86,14 +87,6 @@ def safe_text(value: object) -> str:
     return escape(text)
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """A rich Table on stderr; the title and every cell through :func:`safe_text`."""
     from rich.table import Table
@@ -134,3 +127,16 @@ def handles_errors(func: F) -> F:
             sys.exit(exit_codes.FAILED)
 
     return wrapper  # type: ignore[return-value]
+
+
+__all__ = [
+    "emit_json",
+    "fail",
+    "handles_errors",
+    "human_bytes",
+    "print_table",
+    "report_error",
+    "safe_text",
+    "stderr",
+    "stderr_console",
+]

@@ -17,9 +17,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from cloudops.registry.http import HttpResponse
+from cloudops.registry.http import READ_CHUNK, HttpResponse
 
-CHUNK = 1024 * 1024
 BUFFERS = 4
 
 
@@ -58,7 +57,7 @@ class BlobRelay:
         exception that ended it (raised by the sending side)."""
         try:
             while True:
-                chunk = self._source.read(CHUNK)
+                chunk = self._source.read(READ_CHUNK)
                 if not chunk or self._stopped.is_set():
                     break
                 self._check.update(memoryview(chunk))

@@ -37,9 +37,9 @@ from pydantic import (
 )
 
 from cloudops.errors import InputError
-from cloudops.pipeline.records import MAX_BYTES, iso_time_with_zone
+from cloudops.pipeline.records import MAX_BYTES, AccountId, Digest, iso_time_with_zone
 from cloudops.refs import ReferenceError, validate_repository, validate_tag
-from cloudops.text import plain_text
+from cloudops.text import human_bytes, plain_text
 
 FORMAT: Final = 1
 MAX_IMAGES = 500
@@ -63,24 +63,22 @@ def _reference(check: Callable[[str], str], what: str) -> Callable[[str], str]:
     return run
 
 
-def _inert(value: str) -> str:
+def inert_text(value: str) -> str:
     if plain_text(value) != value:
         raise ValueError("control characters are not allowed")
     return value
 
 
-_Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[a-f0-9]{64}$")]
-_Sha256 = Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{64}$")]  # package.py's bare hex
-_Repository = Annotated[
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{64}$")]  # package.py's bare hex
+Repository = Annotated[
     str,
     StringConstraints(min_length=1, max_length=256),
     AfterValidator(_reference(validate_repository, "repository")),
 ]
-_Tag = Annotated[str, StringConstraints(max_length=128), AfterValidator(_reference(validate_tag, "tag"))]
-_Version = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
-_AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
-_AccountId = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
-_Text = Annotated[str, StringConstraints(min_length=1, max_length=512), AfterValidator(_inert)]
+Tag = Annotated[str, StringConstraints(max_length=128), AfterValidator(_reference(validate_tag, "tag"))]
+Version = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
+AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+_Text = Annotated[str, StringConstraints(min_length=1, max_length=512), AfterValidator(inert_text)]
 _Bytes = Annotated[StrictInt, Field(ge=0, le=MAX_BYTES)]
 
 
@@ -89,11 +87,11 @@ class _Strict(BaseModel):
 
 
 class PlanRoute(_Strict):
-    release: Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_inert)]
-    source: _AccountName
-    source_id: _AccountId
-    destination: _AccountName
-    destination_id: _AccountId
+    release: Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(inert_text)]
+    source: AccountName
+    source_id: AccountId
+    destination: AccountName
+    destination_id: AccountId
 
     def __str__(self) -> str:
         accounts = f"{self.source} ({self.source_id}) -> {self.destination} ({self.destination_id})"
@@ -157,11 +155,11 @@ def package_status(source_sha256: str | None, destination_sha256: str | None) ->
 
 
 class PlannedImage(_Strict):
-    repository: _Repository
-    tag: _Tag
-    pinned: _Digest | None = None
-    source: _Digest | None
-    destination: _Digest | None
+    repository: Repository
+    tag: Tag
+    pinned: Digest | None = None
+    source: Digest | None
+    destination: Digest | None
     bytes: _Bytes = 0
     status: ImageStatus
 
@@ -179,10 +177,10 @@ class PlannedImage(_Strict):
 
 
 class PlannedPackage(_Strict):
-    version: _Version
-    source_sha256: _Sha256 | None
+    version: Version
+    source_sha256: Sha256 | None
     source_size: _Bytes | None
-    destination_sha256: _Sha256 | None
+    destination_sha256: Sha256 | None
     status: PackageStatus
 
     @model_validator(mode="after")
@@ -207,7 +205,7 @@ class PromotionPlan(_Strict):
     checks: tuple[_Text, ...] = Field(default=(), max_length=MAX_CHECKS)
     planned_at: Annotated[str, StringConstraints(max_length=40), AfterValidator(iso_time_with_zone)]
     planned_by: _Text
-    plan_hash: _Digest
+    plan_hash: Digest
 
     @model_validator(mode="after")
     def _images_once(self) -> PromotionPlan:
@@ -338,7 +336,7 @@ def plan_rows(plan: PromotionPlan) -> list[tuple[str, ...]]:
         "refused-pin-mismatch": "refused: not the pinned digest",
     }
     for i in plan.images:
-        action = image_actions.get(i.status) or f"copy {_human_bytes(i.bytes)}"
+        action = image_actions.get(i.status) or f"copy {human_bytes(i.bytes)}"
         rows.append(("image", i.name, action, _short(i.source or i.pinned, none="-")))
     if (p := plan.package) is not None:
         package_actions = {
@@ -346,7 +344,7 @@ def plan_rows(plan: PromotionPlan) -> list[tuple[str, ...]]:
             "refused-missing": f"refused: missing at {source}",
             "refused-version-conflict": "refused: version exists with other content",
         }
-        action = package_actions.get(p.status) or f"copy {_human_bytes(p.source_size or 0)}"
+        action = package_actions.get(p.status) or f"copy {human_bytes(p.source_size or 0)}"
         rows.append(("package", p.version, action, _short(p.source_sha256, none="-")))
     return rows
 
@@ -467,12 +465,3 @@ def _short(digest: str | None, *, none: str = "none") -> str:
         return none
     # Image digests carry "sha256:", package sums (package.py's) are bare hex: shown alike.
     return f"sha256:{digest.removeprefix('sha256:')[:12]}…"
-
-
-def _human_bytes(n: float) -> str:
-    # cli/output.py has the same; the pure layer cannot import the CLI.
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"

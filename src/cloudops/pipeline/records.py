@@ -62,9 +62,9 @@ CLOCK_SKEW = timedelta(minutes=5)
 MAX_ERROR_CHARS = 4000
 
 _Text = Annotated[str, StringConstraints(max_length=512)]
-_AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
-_AccountId = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
-_Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
+AccountId = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
+Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 
 _KEY = re.compile(
     re.escape(HISTORY_PREFIX)
@@ -92,20 +92,20 @@ class PromotionRecord(BaseModel):
     kind: Literal["image", "package", "release"] = "image"
     when: Annotated[str, StringConstraints(max_length=40)]
     who: _Text
-    source_account: _AccountName
-    source_account_id: _AccountId
-    destination_account: _AccountName
-    destination_account_id: _AccountId
+    source_account: AccountName
+    source_account_id: AccountId
+    destination_account: AccountName
+    destination_account_id: AccountId
     repository: Annotated[str, StringConstraints(max_length=256)] | None = None
     tag: Annotated[str, StringConstraints(max_length=128)] | None = None
-    source_digest: _Digest | None = None
+    source_digest: Digest | None = None
     version: Annotated[str, StringConstraints(max_length=128)] | None = None
     bytes: Annotated[StrictInt, Field(ge=0, le=MAX_BYTES)] = 0
     seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 0.0
     result: RecordResult
     error: Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)] | None = None
     jenkins_build: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    plan_hash: _Digest | None = None
+    plan_hash: Digest | None = None
     """The hash of the plan a release record executed (pipeline/plan.py); None in other
     records and in records written before plans existed."""
     tool_version: Annotated[str, StringConstraints(max_length=64)] = __version__

@@ -22,10 +22,8 @@ from cloudops.oci import (
     parse_manifest,
 )
 from cloudops.registry.errors import DigestMismatchError, RegistryError
-from cloudops.registry.http import HttpResponse
+from cloudops.registry.http import READ_CHUNK, HttpResponse
 from cloudops.registry.transport import RegistryTransport, Scope
-
-CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +139,7 @@ class RegistryReader:
         async def chunks() -> AsyncIterator[bytes]:
             nonlocal finished
             while True:
-                chunk = await self._transport.http.run(lambda: response.read(CHUNK))
+                chunk = await self._transport.http.run(lambda: response.read(READ_CHUNK))
                 if not chunk:
                     finished = True
                     return

@@ -62,6 +62,7 @@ at most 4 MiB (ECR's limit), tag pages, tokens and errors far less. Reading stop
 past the limit, so memory stays bounded whatever a registry sends."""
 
 READ_CHUNK = 1024 * 1024
+"""How much of a body one read asks for: a blob moves in chunks of this size (copy/relay.py)."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 NOT_TLS = frozenset(
     {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"}
