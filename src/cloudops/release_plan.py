@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Literal, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -63,6 +63,7 @@ from cloudops.refs import validate_tag
 from cloudops.registry import RegistryReader, RegistrySession
 from cloudops.release import Release, ReleaseResult, load_release
 from cloudops.release_current import write_current
+from cloudops.release_gates import require_gates
 
 T = TypeVar("T")
 T2 = TypeVar("T2")
@@ -86,16 +87,18 @@ class _Wanted:
     release: str
     images: tuple[_Item, ...]
     package: str | None
+    purpose: Literal["release", "rollback"] = "release"
 
     @classmethod
-    def of_release(cls, release: Release) -> _Wanted:
+    def of_release(cls, release: Release, purpose: Literal["release", "rollback"] = "release") -> _Wanted:
         images = tuple(_Item(i.repository, i.tag, i.digest) for i in release.images)
-        return cls(release.release, images, release.package.version if release.package else None)
+        return cls(release.release, images, release.package.version if release.package else None, purpose)
 
     @classmethod
     def of_plan(cls, plan: PromotionPlan) -> _Wanted:
         images = tuple(_Item(i.repository, i.tag, i.pinned) for i in plan.images)
-        return cls(plan.route.release, images, plan.package.version if plan.package else None)
+        version = plan.package.version if plan.package else None
+        return cls(plan.route.release, images, version, plan.route.purpose)
 
 
 # -- gathering the facts ---------------------------------------------------------------
@@ -123,6 +126,7 @@ def _gather(context: PipelineContext, route: Route, wanted: _Wanted) -> tuple[Pr
             source_id=pipeline.account(src).account_id,
             destination=dst,
             destination_id=pipeline.account(dst).account_id,
+            purpose=wanted.purpose,
         )
     except ValidationError:
         raise InputError(
@@ -260,12 +264,40 @@ def make_plan(
 
 
 def plan_release(
-    context: PipelineContext, to: str, release: Release, source: str | None = None
+    context: PipelineContext,
+    to: str,
+    release: Release,
+    source: str | None = None,
+    *,
+    purpose: Literal["release", "rollback"] = "release",
 ) -> tuple[PromotionPlan, str]:
     """The plan, and the ARN the destination's credentials act as (who planned)."""
     route = promotion_route(context.pipeline, to, source)
-    facts, arn = _gather(context, route, _Wanted.of_release(release))
+    facts, arn = _gather(context, route, _Wanted.of_release(release, purpose))
     return build_plan(facts, planned_at=datetime.now(UTC), planned_by=arn), arn
+
+
+def record_plan(context: PipelineContext, plan: PromotionPlan) -> None:
+    """One history record (kind "plan") in the destination's promotion log: a plan was
+    written to be approved and applied."""
+    route = plan.route
+    history.append(
+        context,
+        PromotionRecord.new(
+            kind="plan",
+            who=history.who_am_i(plan.planned_by),
+            source_account=route.source,
+            source_account_id=route.source_id,
+            destination_account=route.destination,
+            destination_account_id=route.destination_id,
+            version=route.release,
+            bytes=plan.bytes_to_move,
+            result="planned" if plan.ok else "refused",
+            error="; ".join(plan.refusals)[:2000] or None,
+            plan_hash=plan.plan_hash,
+            reason="rollback" if route.purpose == "rollback" else None,
+        ),
+    )
 
 
 def apply_plan(
@@ -289,6 +321,7 @@ def apply_plan(
             + "; ".join(plan.refusals),
             hint=f"fix what it refuses, then {NEW_PLAN}",
         )
+    require_gates(context, plan, arn)  # not rejected; approved when the stage requires it
     return execute_plan(context, plan, arn, started=started, progress=progress)
 
 
@@ -338,10 +371,11 @@ def execute_plan(
     )
     if result.current_error is not None:
         failures.append(str(result.current_error))
+    rollback = plan.route.purpose == "rollback"
     history.append(
         context,
         PromotionRecord.new(
-            kind="release",
+            kind="rollback" if rollback else "release",
             who=history.who_am_i(arn),
             source_account=src,
             source_account_id=plan.route.source_id,
@@ -351,7 +385,7 @@ def execute_plan(
             bytes=sum(i.bytes_uploaded for i in result.images)
             + (result.package.bytes_uploaded if result.package is not None else 0),
             seconds=result.seconds,
-            result="promoted" if result.ok else "failed",
+            result=("rolled-back" if rollback else "promoted") if result.ok else "failed",
             error="; ".join(failures)[:2000] or None,
             plan_hash=plan.plan_hash,
         ),
@@ -376,6 +410,7 @@ def promote_release(
     release = load_release(release_file)
     if not dry_run:
         plan, arn = plan_release(context, to, release, source)
+        require_gates(context, plan, arn)  # before anything is written
         order = [(i.repository, i.tag) for i in release.images]
         return execute_plan(context, plan, arn, started=started, progress=progress, order=order)
     promotion_route(context.pipeline, to, source)
@@ -497,6 +532,7 @@ __all__ = [
     "plan_text",
     "promote_release",
     "read_plan",
+    "record_plan",
     "refuse_existing",
     "write_plan",
 ]

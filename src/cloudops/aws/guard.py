@@ -19,12 +19,18 @@ class AccountMismatchError(RefusedError):
 
 
 def caller_account(session: AccountSession) -> tuple[str, str]:
-    """(account id, ARN) the session's credentials act as."""
+    """(account id, ARN) the session's credentials act as: asked of STS once per session
+    (its credentials never change), so a release guards each account once however many
+    parts it has."""
+    if session.identity:
+        return session.identity[0]
     try:
         identity = session.client("sts").get_caller_identity()
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise aws_error(exc, f"checking the identity of account {session.name!r}'s credentials") from None
-    return str(identity["Account"]), str(identity["Arn"])
+    found = str(identity["Account"]), str(identity["Arn"])
+    session.identity[:] = [found]
+    return found
 
 
 def require_account(session: AccountSession, *, purpose: str) -> str:

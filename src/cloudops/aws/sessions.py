@@ -88,9 +88,13 @@ class AccountSession:
     endpoint_url: str | None = None
     # The buckets proven to be this account's during the run (s3_owner.py).
     owned_buckets: s3_owner.OwnedBuckets = field(init=False, compare=False, repr=False)
+    # (account id, ARN) STS named for these credentials, once asked (aws/guard.py): the
+    # session's credentials never change, so one run asks STS once per account.
+    identity: list[tuple[str, str]] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "owned_buckets", s3_owner.OwnedBuckets(self.name, self.account.account_id))
+        object.__setattr__(self, "identity", [])
 
     def client(self, service: str) -> Any:
         session: Any = self.session  # boto3-stubs overloads need a literal service name

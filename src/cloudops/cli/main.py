@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("promote", "promote"),
     "plan": ("plan", "plan"),
     "apply": ("plan", "apply"),
+    "approve": ("gates", "approve"),
+    "reject": ("gates", "reject"),
+    "rollback": ("gates", "rollback"),
     "package": ("package", "package"),
     "history": ("history", "history"),
     "status": ("status", "status"),
@@ -29,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tags": ("tags", "tags"),
     "jenkins": ("jenkins", "jenkins"),
     "sandbox": ("sandbox", "sandbox"),
-    "demo": ("sandbox", "demo"),
+    "demo": ("demo", "demo"),
 }
 
 

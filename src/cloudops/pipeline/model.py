@@ -12,10 +12,12 @@ steps, as in promo-tools' schema package. Every message names the file and line.
     config_root: config
     source_repositories: {account: build, names: [cloudcore-for-aws, docker]}
     endpoints: {aws: URL, registries: {qa: HOST}, insecure_registries: false}
+    approvals: {prod: {approvers: ["arn:aws:sts::444444444444:assumed-role/release-approver/*"]}}
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from pathlib import Path
@@ -58,6 +60,35 @@ class Endpoints(_Strict):
     """Reach the registries over plain HTTP (only ever true for the local sandbox)."""
 
 
+ARN_PATTERN_RE = re.compile(r"arn:aws[a-z-]*:(?:sts|iam)::[0-9*?]{1,12}:[\x21-\x7e]{1,512}")
+
+
+class Approval(_Strict):
+    """Who must approve a release's plan before it is applied into a stage (docs/releases.md).
+    Without an ``approvals:`` entry, the last stage requires one by any identity of its
+    own account, and no other stage requires one."""
+
+    required: bool = True
+    approvers: list[str] = []
+    """STS caller ARN patterns (``*`` and ``?`` as in shell globs), e.g.
+    ``arn:aws:sts::444444444444:assumed-role/release-approver/*``. Empty: any identity
+    acting in the stage's own account (the account guard checks that)."""
+    allow_self_approval: bool = False
+    """Off: the identity that applies a plan may not be its only approver."""
+    jenkins_submitters: list[str] = []
+    """Jenkins users or groups who may answer the release job's input step (empty: any)."""
+    jenkins_credentials_id: str | None = None
+    """The Jenkins AWS credentials the release job approves with (an approver's role)."""
+
+    def admits(self, arn: str) -> bool:
+        """Whether the identity ``arn`` matches one of the approver patterns (the account
+        guard has checked it acts in the stage's account)."""
+        return not self.approvers or any(fnmatch.fnmatchcase(arn, p) for p in self.approvers)
+
+
+NO_APPROVAL = Approval(required=False)
+
+
 class Pipeline(_Strict):
     accounts: dict[str, Account]
     stages: list[str]
@@ -68,6 +99,8 @@ class Pipeline(_Strict):
     endpoints: Endpoints = Endpoints()
     allow_stage_skip: bool = False
     """Allow promoting past a stage (build straight to prod). Off: every stage in order."""
+    approvals: dict[str, Approval] = {}
+    """Per stage: who must approve a release before it is applied there."""
 
     # Where the file was read from; set by load_pipeline.
     path: Path | None = Field(None, exclude=True)
@@ -94,6 +127,13 @@ class Pipeline(_Strict):
     def bucket(self, name: str) -> str:
         account = self.account(name)
         return account.bucket or f"ep-cloudops-{account.account_id}"
+
+    def approval(self, stage: str) -> Approval:
+        """What applying a release into ``stage`` needs: its approvals: entry, else one
+        approval by any identity of its account for the last stage, else none."""
+        if stage in self.approvals:
+            return self.approvals[stage]
+        return Approval() if self.stages and stage == self.stages[-1] else NO_APPROVAL
 
     def previous_stage(self, name: str) -> str | None:
         index = self.stages.index(name)
@@ -284,7 +324,55 @@ def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
         problems.append(
             (("source_repositories", "account"), f"unknown account {pipeline.source_repositories.account!r}")
         )
+    problems += _approval_rules(pipeline)
     problems += _ownership_rules(pipeline)
+    return problems
+
+
+def _approval_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for stage, approval in pipeline.approvals.items():
+        if stage not in pipeline.stages:
+            problems.append((("approvals", stage), f"approvals for {stage!r}, which is not a stage"))
+            continue
+        if stage == pipeline.stages[0]:
+            problems.append((("approvals", stage), f"nothing is promoted into the first stage {stage!r}"))
+        account_id = pipeline.accounts[stage].account_id if stage in pipeline.accounts else None
+        for index, pattern in enumerate(approval.approvers):
+            where = ("approvals", stage, "approvers", index)
+            if not ARN_PATTERN_RE.fullmatch(pattern):
+                problems.append(
+                    (
+                        where,
+                        "an approver is an STS or IAM ARN pattern, e.g. "
+                        "arn:aws:sts::444444444444:assumed-role/release-approver/*",
+                    )
+                )
+            elif account_id is not None and not fnmatch.fnmatchcase(account_id, pattern.split(":")[4]):
+                problems.append(
+                    (
+                        where,
+                        f"approver {pattern!r} is not in {stage}'s account {account_id}: "
+                        "approvals are made with credentials acting in the stage's own account",
+                    )
+                )
+        for index, name in enumerate(approval.jenkins_submitters):
+            if not re.fullmatch(r"[\w.@+-]{1,128}", name):
+                problems.append(
+                    (
+                        ("approvals", stage, "jenkins_submitters", index),
+                        f"{name!r} is not a Jenkins user or group id",
+                    )
+                )
+        if approval.jenkins_credentials_id is not None and not re.fullmatch(
+            r"[\w.-]{1,128}", approval.jenkins_credentials_id
+        ):
+            problems.append(
+                (
+                    ("approvals", stage, "jenkins_credentials_id"),
+                    "a Jenkins credentials id is letters, digits, . _ -",
+                )
+            )
     return problems
 
 

@@ -92,10 +92,15 @@ class PlanRoute(_Strict):
     source_id: AccountId
     destination: AccountName
     destination_id: AccountId
+    purpose: Literal["release", "rollback"] = "release"
+    """A rollback plans an earlier release from the destination's own release log
+    (release_rollback.py); it is hashed, so an approval of a release is not one of a
+    rollback to it."""
 
     def __str__(self) -> str:
         accounts = f"{self.source} ({self.source_id}) -> {self.destination} ({self.destination_id})"
-        return f"release {self.release}: {accounts}"
+        what = "roll back to release" if self.purpose == "rollback" else "release"
+        return f"{what} {self.release}: {accounts}"
 
 
 # -- facts: what the caller found, before any decision ---------------------------------

@@ -49,7 +49,10 @@ DAILY_PREFIX = "cloudops/history-daily/"
 """Daily objects cloudops writes itself (pipeline/history_daily.py): an index of one UTC
 day's record objects, so that reading history is one GET per day, not one per record."""
 
-RecordResult = Literal["promoted", "already-promoted", "refused", "failed"]
+RecordResult = Literal[
+    "promoted", "already-promoted", "refused", "failed", "planned", "approved", "rejected", "rolled-back"
+]
+RecordKind = Literal["image", "package", "release", "plan", "approval", "rejection", "rollback"]
 
 MAX_RECORD_BYTES = 64 * 1024
 """A record cloudops writes is well under 4 KiB; a history object larger than this is
@@ -89,7 +92,7 @@ class PromotionRecord(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    kind: Literal["image", "package", "release"] = "image"
+    kind: RecordKind = "image"
     when: Annotated[str, StringConstraints(max_length=40)]
     who: _Text
     source_account: AccountName
@@ -106,8 +109,11 @@ class PromotionRecord(BaseModel):
     error: Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)] | None = None
     jenkins_build: Annotated[str, StringConstraints(max_length=1024)] | None = None
     plan_hash: Digest | None = None
-    """The hash of the plan a release record executed (pipeline/plan.py); None in other
-    records and in records written before plans existed."""
+    """The hash of the plan a release, plan, approval or rollback record is about
+    (pipeline/plan.py); None in other records and in records written before plans existed."""
+    reason: _Text | None = None
+    """Why a release was rejected; the note an approver gave (e.g. the Jenkins user who
+    answered the input step)."""
     tool_version: Annotated[str, StringConstraints(max_length=64)] = __version__
 
     @field_validator("when")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -37,6 +37,7 @@ from cloudops.package import InvalidPointerError, PackageStore
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.history import HistoryRead, read_history
 from cloudops.release_current import CurrentRelease, ReleaseStore, UnreadableCurrentError
+from cloudops.release_gates import Rejection, list_rejections
 from cloudops.report.clients import SharedClients
 from cloudops.report.matrix import compute_matrix
 from cloudops.report.model import (
@@ -89,6 +90,17 @@ class CurrentSeen:
     differences: tuple[str, ...] = ()
     """What the account holds otherwise than current.json says (when ``matches`` is False)
     or could not be compared (when None)."""
+
+    rejected: tuple[Rejection, ...] = ()
+    """Releases rejected in the account (release_gates.py), newest first."""
+    rejected_error: str | None = None
+    """Why its rejections could not all be read (shown, never fatal)."""
+
+    def rejected_dicts(self) -> list[dict[str, Any]]:
+        """`status --json`'s per-account ``rejected_releases``."""
+        return [
+            {"release": r.release, "reason": r.reason, "who": r.who, "when": r.when} for r in self.rejected
+        ]
 
     def as_dict(self) -> dict[str, Any] | None:
         """`status --json`'s per-account ``current_release``: None when there is none."""
@@ -255,13 +267,18 @@ def _current(reader: _Reader) -> CurrentSeen:
     """releases/current.json, read bounded and validated with the package store's client:
     hostile or unreadable is shown, never fatal."""
     try:
-        return CurrentSeen(reader.releases.read())
+        seen = CurrentSeen(reader.releases.read())
     except UnreadableCurrentError as error:
-        return CurrentSeen(error=error.message)
+        seen = CurrentSeen(error=error.message)
     except CloudopsError as error:
-        return CurrentSeen(error=str(error))
+        seen = CurrentSeen(error=str(error))
     except _BOTO_ERRORS as exc:
-        return CurrentSeen(error=str(aws_error(exc, f"reading the current release of {reader.name!r}")))
+        seen = CurrentSeen(error=str(aws_error(exc, f"reading the current release of {reader.name!r}")))
+    try:
+        rejected, problems = list_rejections(reader.releases)
+    except CloudopsError as error:
+        return replace(seen, rejected_error=str(error))
+    return replace(seen, rejected=tuple(rejected), rejected_error="; ".join(problems) or None)
 
 
 def _compare(
@@ -301,10 +318,10 @@ def _compare(
             elif pointed.digest != f"sha256:{current.package.sha256}":
                 differ.append(f"package {version} has other content than current.json says")
     if differ:
-        return CurrentSeen(current, matches=False, differences=tuple(differ + unknown))
+        return replace(seen, matches=False, differences=tuple(differ + unknown))
     if unknown:
-        return CurrentSeen(current, matches=None, differences=tuple(unknown))
-    return CurrentSeen(current, matches=True)
+        return replace(seen, matches=None, differences=tuple(unknown))
+    return replace(seen, matches=True)
 
 
 def _history(context: PipelineContext, accounts: dict[str, AccountStatus], limit: int) -> History:

@@ -101,6 +101,7 @@ td.mark-unreachable .mark { color: #3c4043; }
 .result { font-size: 11.5px; font-weight: 700; text-transform: uppercase; }
 .r-promoted .result { color: #137333; } .r-already-promoted .result { color: #5f6368; }
 .r-refused .result { color: #b06000; } .r-failed .result { color: #a50e0e; }
+.r-approved .result, .r-rolled-back .result { color: #137333; } .r-rejected .result { color: #b06000; }
 .error { color: #a50e0e; font-size: 12.5px; }
 .empty { color: #5f6368; }
 footer { margin-top: 30px; color: #5f6368; font-size: 12px; }
@@ -267,10 +268,17 @@ def _current(seen: CurrentSeen | None, reachable: bool) -> str:
     """One account's releases/current.json (release_current.py) and whether it matches."""
     if not reachable:
         return "<td></td>"
-    if seen is None or (seen.value is None and seen.error is None):
+    if seen is None:
         return '<td class="current-release">none recorded</td>'
+    rejected = "".join(
+        f'<br><small class="rejected">rejected {_e(r.release)}</small>' for r in seen.rejected[:5]
+    )
+    if seen.rejected_error:
+        rejected += f"<br><small>rejections unreadable: {_e(seen.rejected_error)}</small>"
+    if seen.value is None and seen.error is None:
+        return f'<td class="current-release">none recorded{rejected}</td>'
     if seen.value is None:
-        return f'<td class="bad current-release">unreadable: {_e(seen.error)}</td>'
+        return f'<td class="bad current-release">unreadable: {_e(seen.error)}{rejected}</td>'
     match, css, flag = "match not known", "", "null"
     if seen.matches is not None:
         match = "matches" if seen.matches else "does not match"
@@ -278,7 +286,7 @@ def _current(seen: CurrentSeen | None, reachable: bool) -> str:
     differences = "".join(f"<br><small>{_e(d)}</small>" for d in seen.differences[:5])
     return (
         f'<td class="{css} current-release" data-matches="{flag}">{_e(seen.value.release)} '
-        f"<code>{_e(seen.value.short_hash)}</code> &middot; {match}{differences}</td>"
+        f"<code>{_e(seen.value.short_hash)}</code> &middot; {match}{differences}{rejected}</td>"
     )
 
 

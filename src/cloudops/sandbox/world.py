@@ -419,6 +419,11 @@ def reset(state: SandboxState) -> None:
         _post(f"http://{front}/_sandbox/flush")
 
 
+LAST = list(ACCOUNTS)[-1]
+APPROVER_ROLE = f"arn:aws:iam::{ACCOUNTS[LAST]}:role/release-approver"
+"""The role the sandbox's approvals of the last stage are made with."""
+
+
 def pipeline_yaml(state: SandboxState) -> str:
     """The pipeline file of the sandbox, pointing at moto and the fronts."""
     lines = [
@@ -443,5 +448,9 @@ def pipeline_yaml(state: SandboxState) -> str:
         f'  aws: "{state.moto_url}"',
         f"  registries: {{{registries}}}",
         "  insecure_registries: true",
+        "# The last stage takes a release only with an approval by its approver role",
+        "# (`cloudops approve PLAN.json --role-arn ...release-approver`), never only by who applies it.",
+        "approvals:",
+        f'  {LAST}: {{approvers: ["arn:aws:sts::{ACCOUNTS[LAST]}:assumed-role/release-approver/*"]}}',
     ]
     return "\n".join(lines) + "\n"

@@ -23,7 +23,16 @@ from cloudops.pipeline.records import ReadRecord
 LISTED = 20
 """Suspect and unreadable records listed one by one per account; the rest are counted."""
 
-RESULT_STYLE = {"promoted": "green", "already-promoted": "dim", "refused": "yellow", "failed": "red"}
+RESULT_STYLE = {
+    "promoted": "green",
+    "already-promoted": "dim",
+    "refused": "yellow",
+    "failed": "red",
+    "planned": "dim",
+    "approved": "green",
+    "rejected": "yellow",
+    "rolled-back": "green",
+}
 
 
 @click.command()
@@ -114,10 +123,10 @@ def show_history(found: HistoryRead) -> None:
             safe_text(what_of(read)),
             safe_text(r.source_account),
             safe_text(read.account),
-            safe_text((r.source_digest or "")[7:19]),
+            safe_text((r.source_digest or r.plan_hash or "")[7:19]),
             human_bytes(r.bytes),
             f"[{RESULT_STYLE[r.result]}]{r.result}[/]",
-            safe_text(r.error or ""),
+            safe_text(r.error or r.reason or ""),
         )
     stderr.print(table)
     show_findings(found)

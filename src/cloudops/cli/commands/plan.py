@@ -53,12 +53,15 @@ def plan(
 ) -> None:
     """Plan promoting the release file into --to: what each image and the package would
     do (already there / copy / refused), the checks made, the bytes to move and the plan's
-    hash. Reads both accounts, writes nothing to them.
+    hash. Reads both accounts; writes nothing to them but, with --out, one history record
+    of the plan in the destination's promotion log. A release rejected in either account
+    is refused (exit 3). Says whether the destination requires an approval.
 
     Exit 0 when the plan can be applied, 3 when it refuses something (a tag that would
     move, an image or package missing at the source); the plan is written to --out either
     way, so it can be shown, but `cloudops apply` refuses it."""
-    from cloudops.release_plan import make_plan, refuse_existing, write_plan
+    from cloudops.release_gates import require_not_rejected
+    from cloudops.release_plan import make_plan, record_plan, refuse_existing, write_plan
 
     if out is not None:
         refuse_existing(out, force=force)  # before any account is asked anything
@@ -66,11 +69,20 @@ def plan(
         pipeline_file, promote_to=to, source=source, source_env_prefix=source_credentials_env
     )
     made = make_plan(context, to, release_file, source)
+    require_not_rejected(context, made)  # a rejected release is not planned (exit 3)
     if out is not None:
         write_plan(made, out, force=force)
+        record_plan(context, made)
     if as_json:
         emit_json(made.to_json())
     show_plan(made, out)
+    approval = context.pipeline.approval(to)
+    if approval.required and made.ok:
+        who = " or ".join(approval.approvers) or f"an identity of account {to!r}"
+        stderr.print(
+            f"[bold]{safe_text(to)} requires an approval[/] of this plan by {safe_text(who)}: "
+            f"`cloudops approve {safe_text(out or 'PLAN.json')}` before `cloudops apply`"
+        )
     if not made.ok:
         raise SystemExit(exit_codes.REFUSED)
 

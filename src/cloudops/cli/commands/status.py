@@ -83,6 +83,8 @@ def status(
             seen = report.current_of(name)
             account["current_release"] = seen.as_dict()
             account["current_release_error"] = seen.error
+            account["rejected_releases"] = seen.rejected_dicts()
+            account["rejected_releases_error"] = seen.rejected_error
         document["history"] = report.history_dict()
         emit_json(document)
     else:
@@ -185,10 +187,12 @@ def _current_text(seen: CurrentSeen | None, reachable: bool) -> str:
     """One account's releases/current.json: release, short plan hash, whether it matches."""
     if not reachable:
         return "[dim](account: see below)[/]"
-    if seen is None or (seen.value is None and seen.error is None):
+    if seen is None:
         return "[dim]none recorded[/]"
+    if seen.value is None and seen.error is None:
+        return "\n".join(["[dim]none recorded[/]", *_rejected_lines(seen)])
     if seen.value is None:
-        return f"[magenta]UNREADABLE[/]\n[dim]{safe_text(seen.error)}[/]"
+        return "\n".join([f"[magenta]UNREADABLE[/]\n[dim]{safe_text(seen.error)}[/]", *_rejected_lines(seen)])
     lines = [f"{safe_text(seen.value.release)} [dim]{safe_text(seen.value.short_hash)}[/]"]
     if seen.matches is True:
         lines.append("[green]matches[/]")
@@ -199,4 +203,14 @@ def _current_text(seen: CurrentSeen | None, reachable: bool) -> str:
     lines.extend(f"[dim]{safe_text(d)}[/]" for d in seen.differences[:3])
     if len(seen.differences) > 3:
         lines.append(f"[dim]{len(seen.differences) - 3} more[/]")
-    return "\n".join(lines)
+    return "\n".join(lines + _rejected_lines(seen))
+
+
+def _rejected_lines(seen: CurrentSeen) -> list[str]:
+    """The releases rejected in the account (release_gates.py), newest first."""
+    lines = [f"[yellow]rejected {safe_text(r.release)}[/]" for r in seen.rejected[:3]]
+    if len(seen.rejected) > 3:
+        lines.append(f"[dim]{len(seen.rejected) - 3} more rejected[/]")
+    if seen.rejected_error:
+        lines.append(f"[magenta]rejections unreadable:[/] [dim]{safe_text(seen.rejected_error)}[/]")
+    return lines
