@@ -46,7 +46,7 @@ from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.records import PromotionRecord, RecordResult
-from cloudops.pipeline.stages import Route, promotion_route
+from cloudops.pipeline.stages import Route, promotion_route, require_outside_release_approval
 
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 REQUIRED_DIRS = ("webapps/", "database/", "tools/")
@@ -482,14 +482,18 @@ def promote_package(
     settings: TransferSettings | None = None,
     progress: Callable[[int], None] | None = None,
     record: bool = True,
+    of_release: bool = False,
 ) -> PackageResult:
     """Copy a package version from the previous stage's bucket into ``to``'s bucket
     (source read with the source's credentials, destination written with its own),
-    verify it, then move ``to``'s current pointer."""
+    verify it, then move ``to``'s current pointer. ``of_release``: part of a release that
+    passed its gates; otherwise a stage that requires approvals refuses a package alone."""
     started = time.monotonic()
     if version is not None:
         validate_version(version)  # bad input is refused before any account is touched
     route = promotion_route(context.pipeline, to, source)
+    if not of_release and not dry_run:
+        require_outside_release_approval(context.pipeline, route.destination, "a deployment package")
     destination = store_for(context, route.destination)
     arn = require_account(destination.session, purpose=f"promote the package into {to!r}")
     origin = store_for(context, route.source)

@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from cloudops.aws.guard import require_account
 from cloudops.aws.s3 import AccountBucket
 from cloudops.aws.s3_json import read_json_object
+from cloudops.aws.s3_lock import KeyLock
 from cloudops.aws.sessions import aws_error, object_missing
 from cloudops.errors import CloudopsError, InputError
 from cloudops.package import store_for as package_store_for
@@ -52,6 +53,7 @@ FORMAT: Final = 1
 RELEASES_PREFIX: Final = "releases/"
 CURRENT_KEY: Final = RELEASES_PREFIX + "current.json"
 LOG_PREFIX: Final = RELEASES_PREFIX + "log/"
+LOCK_KEY: Final = RELEASES_PREFIX + "apply.lock"
 
 _Release = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(inert_text)]
 _Who = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(inert_text)]
@@ -201,6 +203,16 @@ def store_for(context: PipelineContext, account: str) -> ReleaseStore:
     return ReleaseStore(package_store_for(context, account).bucket)
 
 
+def release_lock(context: PipelineContext, account: str) -> KeyLock:
+    """The lock one release (apply, promote release, rollback) holds on ``account`` from
+    its second look at the world to moving current.json: two releases into one account
+    never interleave (the second is refused, exit 3; a killed run's lock is taken over,
+    aws/s3_lock.py). Taken after the account guard: nothing is written before it."""
+    require_account(context.session(account), purpose=f"apply a release into {account!r}")
+    bucket = store_for(context, account).bucket
+    return KeyLock(bucket.client, bucket.name, LOCK_KEY, what=f"a release into {account!r}")
+
+
 def write_current(context: PipelineContext, plan: PromotionPlan, arn: str) -> CurrentRelease:
     """Record ``plan`` as the destination's current release (the caller has verified the
     release is complete). Errors are CloudopsError, for the release result."""
@@ -228,5 +240,6 @@ __all__ = [
     "current_release_of",
     "log_key",
     "read_current",
+    "release_lock",
     "write_current",
 ]

@@ -62,7 +62,7 @@ from cloudops.pipeline.stages import Route, promotion_route
 from cloudops.refs import validate_tag
 from cloudops.registry import RegistryReader, RegistrySession
 from cloudops.release import Release, ReleaseResult, load_release
-from cloudops.release_current import write_current
+from cloudops.release_current import release_lock, write_current
 from cloudops.release_gates import require_gates
 
 T = TypeVar("T")
@@ -307,6 +307,13 @@ def apply_plan(
     made or when it refuses something itself. The facts are gathered again first."""
     started = time.monotonic()
     route = promotion_route(context.pipeline, plan.route.destination, plan.route.source)
+    with release_lock(context, route.destination):
+        return _apply_locked(context, plan, route, started, progress)
+
+
+def _apply_locked(
+    context: PipelineContext, plan: PromotionPlan, route: Route, started: float, progress: CopyProgress | None
+) -> ReleaseResult:
     fresh, arn = _gather(context, route, _Wanted.of_plan(plan))
     changes = changes_since(plan, fresh)
     if changes:
@@ -350,9 +357,11 @@ def execute_plan(
     result = ReleaseResult(plan.route.release, dst, plan_hash=plan.plan_hash)
     if images:
         specs = [ImageSpec(i.repository, i.tag, i.pinned or i.source) for i in images]
-        result.images = promote_images(context, dst, specs, source=src, progress=progress)
+        result.images = promote_images(context, dst, specs, source=src, progress=progress, of_release=True)
     if plan.package is not None:
-        result.package = promote_package(context, dst, version=plan.package.version, source=src)
+        result.package = promote_package(
+            context, dst, version=plan.package.version, source=src, of_release=True
+        )
     if result.parts_ok:
         # Complete and verified: only now may current.json name it (release_current.py).
         try:
@@ -409,10 +418,12 @@ def promote_release(
     started = time.monotonic()
     release = load_release(release_file)
     if not dry_run:
-        plan, arn = plan_release(context, to, release, source)
-        require_gates(context, plan, arn)  # before anything is written
-        order = [(i.repository, i.tag) for i in release.images]
-        return execute_plan(context, plan, arn, started=started, progress=progress, order=order)
+        promotion_route(context.pipeline, to, source)
+        with release_lock(context, to):
+            plan, arn = plan_release(context, to, release, source)
+            require_gates(context, plan, arn)  # before anything is written
+            order = [(i.repository, i.tag) for i in release.images]
+            return execute_plan(context, plan, arn, started=started, progress=progress, order=order)
     promotion_route(context.pipeline, to, source)
     require_account(context.session(to), purpose=f"promote release {release.release} into {to!r}")
     result = ReleaseResult(release.release, to, dry_run=True)

@@ -31,8 +31,9 @@ from cloudops.copy.engine import CopyProgress
 from cloudops.errors import InputError, RefusedError
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.plan import PromotionPlan
+from cloudops.pipeline.stages import promotion_route
 from cloudops.release import Release, ReleaseImage, ReleasePackage, ReleaseResult
-from cloudops.release_current import LOG_PREFIX, CurrentRelease, ReleaseStore
+from cloudops.release_current import LOG_PREFIX, CurrentRelease, ReleaseStore, release_lock
 from cloudops.release_current import store_for as release_store_for
 from cloudops.release_gates import require_gates
 from cloudops.release_plan import execute_plan, plan_release
@@ -176,6 +177,19 @@ def rollback(
 ) -> tuple[RollbackPlan, ReleaseResult]:
     """Plan the rollback, pass the gates, execute it (release_plan.execute_plan)."""
     started = time.monotonic()
+    promotion_route(context.pipeline, to, source)  # stage rules before the lock is written
+    with release_lock(context, to):
+        return _rollback_locked(context, to, release, source, started, progress)
+
+
+def _rollback_locked(
+    context: PipelineContext,
+    to: str,
+    release: str | None,
+    source: str | None,
+    started: float,
+    progress: CopyProgress | None,
+) -> tuple[RollbackPlan, ReleaseResult]:
     planned = plan_rollback(context, to, release=release, source=source)
     if not planned.plan.ok:
         raise RefusedError(

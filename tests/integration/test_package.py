@@ -13,7 +13,7 @@ from typing import Any
 
 from cloudops.sandbox.seed import build_package
 from tests.support.run import assert_clean_failure, cloudops
-from tests.support.sandbox import assumed_keys, ecr_tags, publish, registry_digest
+from tests.support.sandbox import assumed_keys, ecr_tags, pipeline_without_approvals, publish, registry_digest
 
 MiB = 1024 * 1024
 KEY = "deployment-package/versions/{v}/ext-deployment-package.zip"
@@ -56,8 +56,12 @@ def test_publish_then_promote_through_every_account_with_equal_checksums(
     published = cloudops("package", "publish", str(package), "--version", "8.5.0", "--json")
     assert published.returncode == 0, published.stderr
     assert json.loads(published.stdout)["sha256"] == _sha256(package)
+    refused = cloudops("promote", "package", "--to", "prod")  # prod takes approved releases only
+    assert_clean_failure(refused, 3, "'prod' requires an approval", "cloudops plan --to prod")
+    assert _current(ctx, "prod") is None
+    unapproved = pipeline_without_approvals(sandbox.pipeline, tmp_path)
     for stage in ("qa", "preprod", "prod"):
-        result = cloudops("promote", "package", "--to", stage, "--json")
+        result = cloudops("promote", "package", "--to", stage, "--json", "--pipeline", str(unapproved))
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["status"] == "promoted"
 

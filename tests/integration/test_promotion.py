@@ -16,6 +16,7 @@ from tests.support.sandbox import (
     assumed_keys,
     publish,
     registry_token,
+    without_approvals,
 )
 
 
@@ -46,8 +47,9 @@ def _digest_in(context, account: str, repository: str, tag: str) -> str | None: 
 
 def test_full_promotion_keeps_the_digest_in_every_account(ctx, sandbox) -> None:  # type: ignore[no-untyped-def]
     digest = publish(ctx, "build", "ep/cortex", "8.5.0")
+    # A pipeline that does not require approvals in prod (the sandbox's does: see below).
     for stage in ("qa", "preprod", "prod"):
-        [result] = promote_images(ctx, stage, [ImageSpec("ep/cortex", "8.5.0")])
+        [result] = promote_images(without_approvals(ctx), stage, [ImageSpec("ep/cortex", "8.5.0")])
         assert result.status == "promoted", result.error
         assert result.source_digest == digest and result.recorded
 
@@ -230,3 +232,18 @@ def test_bad_pipeline_file_is_one_clear_message(tmp_path: Path) -> None:
         "promote", "image", "--to", "qa", "--repository", "ep/x", "--tag", "1", "--pipeline", str(broken)
     )
     assert_clean_failure(result, 2, f"{broken}:3: stage 'qa' is not an account")
+
+
+def test_a_single_image_into_a_stage_that_requires_approvals_is_refused(ctx) -> None:  # type: ignore[no-untyped-def]
+    """prod takes what an approved release plan names, never a single image passed around
+    the approval (the sandbox's pipeline requires one for prod, as every pipeline does by
+    default for its last stage)."""
+    publish(ctx, "build", "ep/cortex", "8.5.0")
+    for stage in ("qa", "preprod"):
+        [result] = promote_images(ctx, stage, [ImageSpec("ep/cortex", "8.5.0")])
+        assert result.status == "promoted", result.error
+    refused = cloudops("promote", "image", "--to", "prod", "--repository", "ep/cortex", "--tag", "8.5.0")
+    assert_clean_failure(refused, 3, "'prod' requires an approval", "cloudops approve PLAN.json")
+    assert _digest_in(ctx, "prod", "ep/cortex", "8.5.0") is None
+    records = json.loads(cloudops("history", "--account", "prod", "--json").stdout)["records"]
+    assert records == []

@@ -29,7 +29,7 @@ from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.promote import ImageSpec, promote_images
 from cloudops.sandbox import world
 from tests.support.run import assert_clean_failure, cloudops
-from tests.support.sandbox import context_for, init_all, publish
+from tests.support.sandbox import context_for, init_all, publish, without_approvals
 
 CHROMIUM = shutil.which("chromium")
 
@@ -63,8 +63,8 @@ def crafted(sandbox: world.SandboxState, tmp_path_factory: pytest.TempPathFactor
         "search-2.0": publish(context, "build", "ep/search", "2.0"),
         "batch-3.0": publish(context, "build", "ep/batch", "3.0"),
     }
-    for stage in ("qa", "preprod", "prod"):
-        [done] = promote_images(context, stage, [ImageSpec("ep/cortex", "8.5.0")])
+    for stage in ("qa", "preprod", "prod"):  # prod: single images, as a pipeline without approvals
+        [done] = promote_images(without_approvals(context), stage, [ImageSpec("ep/cortex", "8.5.0")])
         assert done.status == "promoted", done.error
     [done] = promote_images(context, "qa", [ImageSpec("ep/search", "2.0")])
     assert done.status == "promoted", done.error

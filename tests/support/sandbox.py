@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
+import yaml
 
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.init import init_account
-from cloudops.pipeline.model import Pipeline, load_pipeline
+from cloudops.pipeline.model import Approval, Pipeline, load_pipeline
 from cloudops.registry import RegistrySession
 from cloudops.sandbox import world
 from cloudops.sandbox.seed import publish_image
@@ -34,6 +35,25 @@ def running_sandbox(root: Path) -> Iterator[world.SandboxState]:
 
 def context_for(pipeline: Pipeline | Path) -> PipelineContext:
     return PipelineContext(pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline))
+
+
+def without_approvals(context: PipelineContext) -> PipelineContext:
+    """The same world with a pipeline whose stages require no approval: for tests of
+    copying single images or packages into the last stage, which the sandbox's pipeline
+    (like any pipeline by default) takes only as an approved release."""
+    pipeline = context.pipeline
+    update = {"approvals": {stage: Approval(required=False) for stage in pipeline.stages[1:]}}
+    return PipelineContext(pipeline.model_copy(update=update))
+
+
+def pipeline_without_approvals(pipeline_file: Path, directory: Path) -> Path:
+    """A copy of the pipeline file in ``directory`` whose stages require no approval (for
+    the CLI, as :func:`without_approvals` is for the library)."""
+    document = yaml.safe_load(pipeline_file.read_text())
+    document["approvals"] = {stage: {"required": False} for stage in document["stages"][1:]}
+    copy = directory / "pipeline-without-approvals.yaml"
+    copy.write_text(yaml.safe_dump(document))
+    return copy
 
 
 def init_all(context: PipelineContext) -> None:

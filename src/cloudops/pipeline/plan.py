@@ -398,7 +398,8 @@ def _decide(facts: PromotionFacts) -> tuple[tuple[PlannedImage, ...], PlannedPac
 def _hash(route: PlanRoute, images: Sequence[PlannedImage], package: PlannedPackage | None) -> str:
     content = {
         "format": FORMAT,
-        "route": route.model_dump(mode="json"),
+        # A release's route is hashed as before rollbacks existed (plans made then still apply).
+        "route": route.model_dump(mode="json", exclude=({"purpose"} if route.purpose == "release" else None)),
         "images": sorted(
             (i.model_dump(mode="json", exclude={"bytes"}) for i in images),
             key=lambda i: (i["repository"], i["tag"]),

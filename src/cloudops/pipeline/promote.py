@@ -23,7 +23,7 @@ from cloudops.errors import CloudopsError, InputError
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.records import PromotionRecord
-from cloudops.pipeline.stages import Route, promotion_route
+from cloudops.pipeline.stages import Route, promotion_route, require_outside_release_approval
 from cloudops.refs import Reference, validate_tag
 from cloudops.registry.session import RegistrySession
 
@@ -84,12 +84,17 @@ def promote_images(
     dry_run: bool = False,
     progress: CopyProgress | None = None,
     concurrency: int = 8,
+    of_release: bool = False,
 ) -> list[ImagePromotion]:
     """Promote every image into ``to``. Raises for problems that concern the whole run
     (stage rules, wrong credentials, unknown repository); per-image outcomes (missing tag,
-    tag move, copy failure) are returned and recorded."""
+    tag move, copy failure) are returned and recorded. ``of_release``: part of a release
+    that passed its gates (release_gates.py); otherwise a stage that requires approvals
+    refuses single images."""
     pipeline = context.pipeline
     route = promotion_route(pipeline, to, source)
+    if not of_release and not dry_run:
+        require_outside_release_approval(pipeline, route.destination, "an image")
     for image in images:
         validate_tag(image.tag)
         if pipeline.images and image.repository not in pipeline.images:

@@ -45,3 +45,15 @@ def promotion_route(pipeline: Pipeline, to: str, source: str | None = None) -> R
             "in pipeline.yaml",
         )
     return Route(chosen, to)
+
+
+def require_outside_release_approval(pipeline: Pipeline, to: str, what: str) -> None:
+    """Refuse a promotion of single images or a package into a stage that takes releases
+    only after an approval (pipeline.yaml approvals:): promoting parts one by one would
+    pass around the approval. Releases pass it in release_gates.py."""
+    if pipeline.approval(to).required:
+        raise StageRuleError(
+            f"{to!r} requires an approval for what is promoted into it: {what} alone is not promoted there",
+            hint=f"promote a release: `cloudops plan --to {to} --release FILE --out PLAN.json`, "
+            "`cloudops approve PLAN.json` (an approver), `cloudops apply PLAN.json` (docs/releases.md)",
+        )
