@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 from cloudops.oci import OCI_MANIFEST  # noqa: E402
-from cloudops.package import store_for  # noqa: E402
+from cloudops.package_store import store_for  # noqa: E402
 from cloudops.pipeline.context import PipelineContext  # noqa: E402
 from cloudops.pipeline.init import init_account  # noqa: E402
 from cloudops.pipeline.model import load_pipeline  # noqa: E402

@@ -34,7 +34,7 @@ from cloudops.aws.s3_json import read_json_object
 from cloudops.aws.s3_lock import KeyLock
 from cloudops.aws.sessions import aws_error, object_missing
 from cloudops.errors import CloudopsError, InputError
-from cloudops.package import store_for as package_store_for
+from cloudops.package_store import store_for as package_store_for
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.plan import (

@@ -42,7 +42,9 @@ from cloudops.aws.s3_stream import ChecksumMismatchError
 from cloudops.copy.engine import CopyProgress
 from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.oci import ImageManifest
-from cloudops.package import StoredPackage, promote_package, store_for, validate_version
+from cloudops.package import promote_package
+from cloudops.package_archive import validate_version
+from cloudops.package_store import StoredPackage, store_for
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.plan import (

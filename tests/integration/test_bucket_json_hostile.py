@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from cloudops.aws.s3_lock import KeyLock, TransferInProgressError
-from cloudops.package import PackageStore, publish_package, store_for
+from cloudops.package import publish_package
+from cloudops.package_store import PackageStore, store_for
 from cloudops.pipeline.context import PipelineContext
 from cloudops.sandbox.seed import build_package
 from tests.support.run import assert_clean_failure, cloudops

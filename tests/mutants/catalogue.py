@@ -36,6 +36,7 @@ STAGES = "src/cloudops/pipeline/stages.py"
 GUARD = "src/cloudops/aws/guard.py"
 PROMOTE = "src/cloudops/pipeline/promote.py"
 PACKAGE = "src/cloudops/package.py"
+PACKAGE_ARCHIVE = "src/cloudops/package_archive.py"
 HISTORY = "src/cloudops/pipeline/history.py"
 MODEL = "src/cloudops/pipeline/model.py"
 OWNER = "src/cloudops/aws/s3_owner.py"
@@ -599,7 +600,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "a member with an absolute name is refused",
         (ZIP,),
         (
-            PACKAGE,
+            PACKAGE_ARCHIVE,
             '        if name.startswith(("/", "\\\\")) or _DRIVE.match(name):',
             "        if False:  # mutant",
         ),
@@ -608,20 +609,24 @@ MUTANTS: tuple[Mutant, ...] = (
         "zip-dotdot-name",
         "a member with a '..' segment is refused",
         (ZIP,),
-        (PACKAGE, '        if ".." in parts:', "        if False:  # mutant"),
+        (PACKAGE_ARCHIVE, '        if ".." in parts:', "        if False:  # mutant"),
     ),
     _m(
         "zip-symlink",
         "a symlink member is refused",
         (ZIP,),
-        (PACKAGE, "        if stat.S_ISLNK(info.external_attr >> 16):", "        if False:  # mutant"),
+        (
+            PACKAGE_ARCHIVE,
+            "        if stat.S_ISLNK(info.external_attr >> 16):",
+            "        if False:  # mutant",
+        ),
     ),
     _m(
         "zip-bomb-counted",
         "a member inflating over 100:1 is refused as counted while read, not trusted from the header",
         (f"{ZIP}::test_bytes_are_counted_while_read_not_taken_from_the_header", ZIP),
         (
-            PACKAGE,
+            PACKAGE_ARCHIVE,
             "                    if produced > RATIO_FLOOR"
             " and produced > MAX_RATIO * max(info.compress_size, 1):",
             "                    if False:  # mutant",
@@ -632,7 +637,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "a member declaring over 100:1 is refused before a byte is read",
         (ZIP,),
         (
-            PACKAGE,
+            PACKAGE_ARCHIVE,
             "        if info.file_size > RATIO_FLOOR"
             " and info.file_size > MAX_RATIO * max(info.compress_size, 1):",
             "        if False:  # mutant",

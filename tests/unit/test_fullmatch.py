@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from cloudops.cli.main import cli
 from cloudops.errors import InputError
 from cloudops.jenkins import job_specs
-from cloudops.package import validate_version
+from cloudops.package_archive import validate_version
 from cloudops.pipeline.model import parse_pipeline
 from cloudops.refs import (
     ReferenceError,

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cloudops import package
+from cloudops import package_archive
 from cloudops.cli.main import cli
-from cloudops.package import PackageError, inspect_package
+from cloudops.package_archive import PackageError, inspect_package
 from cloudops.sandbox.seed import build_package
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -90,7 +90,7 @@ def test_a_highly_compressed_member_is_a_zip_bomb(tmp_path: Path) -> None:
 def test_the_total_declared_size_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.zip"
     build_package(path, "8.5.0", size=3 * MiB)  # incompressible: passes the ratio rule
-    monkeypatch.setattr(package, "MAX_TOTAL_UNCOMPRESSED", 2 * MiB)
+    monkeypatch.setattr(package_archive, "MAX_TOTAL_UNCOMPRESSED", 2 * MiB)
     with pytest.raises(
         PackageError, match=r"'webapps/ep-cortex\.war' takes the declared uncompressed size over"
     ):
@@ -101,11 +101,11 @@ def test_bytes_are_counted_while_read_not_taken_from_the_header(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _zip(tmp_path / "bomb.zip", {"database/zeros.sql": bytes(4 * MiB)})
-    monkeypatch.setattr(package, "_check_members", lambda *_: None)  # as if the header had lied
+    monkeypatch.setattr(package_archive, "_check_members", lambda *_: None)  # as if the header had lied
     with pytest.raises(PackageError, match=r"'database/zeros\.sql' inflates over 100:1 while read"):
         inspect_package(path)
     build_package(path, "8.5.0", size=3 * MiB)
-    monkeypatch.setattr(package, "MAX_TOTAL_UNCOMPRESSED", 2 * MiB)
+    monkeypatch.setattr(package_archive, "MAX_TOTAL_UNCOMPRESSED", 2 * MiB)
     with pytest.raises(PackageError, match=r"'webapps/ep-cortex\.war' takes the uncompressed size over"):
         inspect_package(path)
 
@@ -136,7 +136,7 @@ def test_two_members_of_the_same_name_are_refused(tmp_path: Path, first: str, se
 
 def test_too_many_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _zip(tmp_path / "many.zip", {f"webapps/f{i}": b"" for i in range(20)})
-    monkeypatch.setattr(package, "MAX_MEMBERS", 10)
+    monkeypatch.setattr(package_archive, "MAX_MEMBERS", 10)
     with pytest.raises(PackageError, match="has 23 members"):
         inspect_package(path)
 

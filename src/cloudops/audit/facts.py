@@ -23,7 +23,7 @@ from cloudops.aws.guard import caller_account
 from cloudops.aws.s3_json import read_json_object
 from cloudops.aws.sessions import AccountSession, aws_error
 from cloudops.errors import CloudopsError
-from cloudops.package import CurrentPointer
+from cloudops.package_store import CurrentPointer
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.records import HISTORY_PREFIX
 

@@ -33,7 +33,7 @@ import botocore.exceptions
 from cloudops.aws.guard import require_account
 from cloudops.aws.sessions import aws_error
 from cloudops.errors import CloudopsError
-from cloudops.package import InvalidPointerError, PackageStore
+from cloudops.package_store import InvalidPointerError, PackageStore
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.history import HistoryRead, read_history
 from cloudops.release_current import CurrentRelease, ReleaseStore, UnreadableCurrentError
