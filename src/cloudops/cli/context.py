@@ -37,6 +37,22 @@ from_option = click.option(
 )
 
 
+def plan_file_options(help_text: str) -> Callable[[F], F]:
+    """--out PLAN.json and --force, for the commands that write a plan file."""
+
+    def decorate(func: F) -> F:
+        func = click.option("--force", is_flag=True, help="Replace the --out file if it exists.")(func)
+        return click.option(
+            "--out",
+            "out",
+            metavar="PLAN.json",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help=help_text,
+        )(func)
+
+    return decorate
+
+
 def source_credentials_option(func: F) -> F:
     return click.option(
         "--source-credentials-env",

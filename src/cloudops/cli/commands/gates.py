@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from cloudops.cli import exit_codes
-from cloudops.cli.context import build_context, from_option, pipeline_option, source_credentials_option
+from cloudops.cli.context import (
+    build_context,
+    from_option,
+    pipeline_option,
+    plan_file_options,
+    source_credentials_option,
+)
 from cloudops.cli.output import emit_json, handles_errors, safe_text, stderr
 
 
@@ -104,14 +110,7 @@ def reject(release: str, account: str, reason: str, as_json: bool, pipeline_file
     "one before the current release.",
 )
 @from_option
-@click.option(
-    "--out",
-    "out",
-    metavar="PLAN.json",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Only plan: write the rollback plan there (to approve, then `cloudops apply`).",
-)
-@click.option("--force", is_flag=True, help="Replace the --out file if it exists.")
+@plan_file_options("Only plan: write the rollback plan there (to approve, then `cloudops apply`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (with --out: the plan) as JSON.")
 @pipeline_option
 @source_credentials_option

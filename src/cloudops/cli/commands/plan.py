@@ -12,6 +12,7 @@ from cloudops.cli.context import (
     build_context,
     from_option,
     pipeline_option,
+    plan_file_options,
     release_option,
     source_credentials_option,
     to_option,
@@ -27,14 +28,7 @@ if TYPE_CHECKING:  # the command table imports this module for --help: nothing h
 @to_option
 @release_option
 @from_option
-@click.option(
-    "--out",
-    "out",
-    metavar="PLAN.json",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the plan there, for `cloudops apply` (refused if it exists, unless --force).",
-)
-@click.option("--force", is_flag=True, help="Replace the --out file if it exists.")
+@plan_file_options("Write the plan there, for `cloudops apply` (refused if it exists, unless --force).")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout (the --out document)."
 )
