@@ -2,7 +2,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := docker-registry skopeo awscli chromium tinyproxy
+APT_PACKAGES := docker-registry skopeo awscli chromium tinyproxy groovy
 
 .PHONY: test demo bytecode lint typecheck bench bench-package bench-status sysdeps venv unit clean soak mutants
 
@@ -51,6 +51,7 @@ sysdeps:
 	test -x /usr/bin/aws || missing="$$missing awscli"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v tinyproxy >/dev/null || missing="$$missing tinyproxy"; \
+	command -v groovyc >/dev/null || missing="$$missing groovy"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

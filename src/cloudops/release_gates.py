@@ -436,14 +436,17 @@ def reject_release(context: PipelineContext, account: str, release: str, reason:
 def approver_overrides(
     context: PipelineContext, account: str, *, role_arn: str | None, env_prefix: str | None
 ) -> dict[str, AccountCredentials]:
-    """Credentials for ``account`` acting as an approver: the account's own, with another
-    role assumed (``role_arn``) and/or other base keys (``env_prefix``)."""
+    """Credentials for ``account`` acting as an approver: the account's own base
+    credentials with another role assumed (``role_arn``), or other keys (``env_prefix``),
+    used as they are unless ``role_arn`` is given too."""
     if role_arn is None and env_prefix is None:
         return {}
     own = context.pipeline.account(account).credentials
     update: dict[str, object] = {"jenkins_credentials_id": None}
     if env_prefix is not None:
-        update.update(env_prefix=env_prefix, profile=None)
+        # The approver's own keys: the account's role (the deploying identity) is not
+        # assumed from them, or the approval would be made as that role.
+        update.update(env_prefix=env_prefix, profile=None, role_arn=None, external_id=None)
     if role_arn is not None:
         update.update(role_arn=role_arn, external_id=None)
     try:

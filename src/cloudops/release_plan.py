@@ -66,6 +66,7 @@ from cloudops.registry import RegistryReader, RegistrySession
 from cloudops.release import Release, ReleaseResult, load_release
 from cloudops.release_current import release_lock, write_current
 from cloudops.release_gates import require_gates
+from cloudops.text import json_without_duplicate_keys
 
 T = TypeVar("T")
 T2 = TypeVar("T2")
@@ -527,7 +528,7 @@ def read_plan(path: Path) -> PromotionPlan:
         if len(raw) > MAX_PLAN_BYTES:
             raise too_big
     try:
-        document = json.loads(raw.decode("utf-8"))
+        document = json_without_duplicate_keys(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise InputError(f"plan file {path} is not JSON", hint=NEW_PLAN) from None
     try:

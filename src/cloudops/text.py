@@ -5,7 +5,9 @@ escaping on top; the HTML report adds ``html.escape``."""
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 # C0 and C1 controls (ESC, BEL, CR, LF, TAB ...: CSI and OSC sequences, OSC 8 hyperlinks,
 # overwritten lines), DEL, and the bidi overrides and isolates (text that reads otherwise
@@ -31,3 +33,17 @@ def plain_text(value: object) -> str:
     """``value`` as one line of inert text: every control character (and bidi control)
     shown as a visible escape (ESC -> ``\\x1b``, LF -> ``\\x0a``), nothing else changed."""
     return _UNPRINTABLE.sub(_visible, str(value))
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("a key occurs twice in one object")
+    return found
+
+
+def json_without_duplicate_keys(data: str | bytes) -> Any:
+    """json.loads, refusing (ValueError) an object that names a key twice: Python keeps
+    the last, another reader the first, so such a document means two things (a plan hash
+    or an approver that one check reads and another does not)."""
+    return json.loads(data, object_pairs_hook=_unique_keys)

@@ -1,13 +1,16 @@
 """The destination accounts' Jenkins jobs: rendered from the sandbox's pipeline, loaded by
-jenkins-job-builder's own CLI, and their shell step run exactly as Jenkins runs it (same
-environment: parameters, the AWS credentials binding's variables, WORKSPACE, BUILD_URL ...)
-against the sandbox, with the agent's own AWS credentials."""
+jenkins-job-builder's own CLI, compiled by Debian's groovyc, and their shell steps run
+exactly as Jenkins runs them (same environment: parameters, the AWS credentials bindings'
+variables, WORKSPACE, BUILD_URL ...) against the sandbox, with the agent's own AWS
+credentials. prod requires an approval (the sandbox's pipeline): its release job plans,
+waits for an input step, approves with the approver's credentials, then applies."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -46,6 +49,18 @@ PARAMETERS = {
     ],
 }
 BIN = Path(sys.executable).parent
+APPROVER_CREDENTIALS = "cloudops-prod-approver"
+"""The Jenkins AWS credentials (of prod's release-approver role) prod's release job approves with."""
+APPROVAL_STEPS = ("plan-release.sh", "approve-release.sh", "apply-release.sh")
+GATED = "cloudops-promote-release-into-prod"
+"""The one job that waits for an approval: the sandbox's pipeline requires one for prod, which
+therefore gets no image or package job (cloudops promotes only releases into it)."""
+JOB_NAMES = {
+    f"cloudops-promote-{kind}-into-{account}"
+    for account in DESTINATIONS
+    for kind in KINDS
+    if account != "prod" or kind == "release"
+}
 
 
 @pytest.fixture
@@ -65,6 +80,10 @@ def agent_pipeline(sandbox: world.SandboxState, tmp_path_factory: pytest.TempPat
     for account in data["accounts"].values():
         if not account.get("builds_images"):
             account.pop("credentials", None)
+    # prod's release job records its approval with the approver role's Jenkins credentials,
+    # after someone of release-managers answers its input step.
+    prod = data["approvals"]["prod"]
+    prod.update(jenkins_credentials_id=APPROVER_CREDENTIALS, jenkins_submitters=["release-managers"])
     path = tmp_path_factory.mktemp("agent") / "pipeline.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -118,6 +137,10 @@ def embedded_script(jenkinsfile: str) -> str:
     return match.group(1)
 
 
+def embedded_scripts(jenkinsfile: str) -> list[str]:
+    return re.findall(r"script: '''(.*?)'''\)", jenkinsfile, re.DOTALL)
+
+
 def run_job(
     job_dir: Path,
     workspace: Path,
@@ -127,13 +150,22 @@ def run_job(
     params: dict[str, str],
     pipeline: Path,
     path: str | None = None,
+    step: str | None = None,
+    with_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The job's shell step as Jenkins runs it: the sh step's text, taken from the
     Jenkinsfile, written to a durable-task script beside the workspace and executed in the
-    workspace, with the agent's environment plus what Jenkins adds for the build."""
-    script = embedded_script((job_dir / "Jenkinsfile").read_text())
+    workspace, with the agent's environment plus what Jenkins adds for the build. ``step``
+    names one step of a job that has several (its script file); ``with_env`` is what a
+    withEnv around the step adds."""
+    scripts = embedded_scripts((job_dir / "Jenkinsfile").read_text())
     kind = job_dir.name.split("-")[2]
-    assert script == (job_dir / f"promote-{kind}.sh").read_text()  # the artifact is the very text
+    if step is None:
+        [script] = scripts
+        assert script == (job_dir / f"promote-{kind}.sh").read_text()  # the artifact is the very text
+    else:
+        script = (job_dir / step).read_text()
+        assert script == scripts[APPROVAL_STEPS.index(step)]  # the artifact is the very text
     workspace.mkdir(parents=True, exist_ok=True)
     durable = workspace.parent / f"{workspace.name}@tmp" / "durable-0a1b2c3d"
     durable.mkdir(parents=True, exist_ok=True)
@@ -164,6 +196,8 @@ def run_job(
         # the build's parameters (a credentials parameter's value is the credentials id)
         "SOURCE_ACCOUNT_CREDENTIALS": "cloudops-build",
         **params,
+        # withEnv([...]) around the step
+        **(with_env or {}),
         # withCredentials([AmazonWebServicesCredentialsBinding ...])
         **binding,
     }
@@ -232,13 +266,15 @@ def test_jjb_loads_every_destinations_jobs_with_the_promised_parameters(jobs: Pa
         timeout=120,
     )
     assert rendered.returncode == 0, rendered.stderr
-    names = {f"cloudops-promote-{kind}-into-{account}" for kind in KINDS for account in DESTINATIONS}
-    assert {p.name for p in (tmp_path / "xml").iterdir()} == names
+    assert {p.name for p in (tmp_path / "xml").iterdir()} == JOB_NAMES
 
     previous = {"qa": "build", "preprod": "qa", "prod": "preprod"}
     for account in DESTINATIONS:
         for kind in KINDS:
             name = f"cloudops-promote-{kind}-into-{account}"
+            if name not in JOB_NAMES:
+                assert not (jobs / name).exists()
+                continue
             xml = (tmp_path / "xml" / name / "config.xml").read_text()
             assert xml == (jobs / name / "config.xml").read_text()  # what we shipped is what JJB makes
             root = ET.fromstring(xml)
@@ -262,8 +298,17 @@ def test_jjb_loads_every_destinations_jobs_with_the_promised_parameters(jobs: Pa
             )
             script = flow.findtext("script") or ""
             assert script == (jobs / name / "Jenkinsfile").read_text()
-            assert embedded_script(script) == (jobs / name / f"promote-{kind}.sh").read_text()
-            assert 'cloudops "${args[@]}"' in script and f"promote {kind} --to {account}" in script
+            assert 'cloudops "${args[@]}"' in script
+            if name == GATED:
+                steps = [(jobs / name / step).read_text() for step in APPROVAL_STEPS]
+                assert embedded_scripts(script) == steps
+                assert "plan --to prod" in steps[0] and "input(message: " in script
+                assert f"credentialsId: '{APPROVER_CREDENTIALS}'" in script
+                assert "submitter: 'release-managers'" in script
+                assert "which requires an approval" in (root.findtext("description") or "")
+            else:
+                assert embedded_script(script) == (jobs / name / f"promote-{kind}.sh").read_text()
+                assert f"promote {kind} --to {account}" in script and "input(" not in script
             assert (
                 "withCredentials([[$class: 'AmazonWebServicesCredentialsBinding', credentialsId: "
                 "params.SOURCE_ACCOUNT_CREDENTIALS, accessKeyVariable: 'SOURCE_AWS_ACCESS_KEY_ID', "
@@ -386,14 +431,15 @@ def test_bad_parameters_are_refused_before_cloudops_runs(
 
 
 def _fake_cloudops(tmp_path: Path, calls: Path, *, status: int) -> Path:
-    """A `cloudops` that records its arguments (one per line) and the AWS variables it saw."""
+    """A `cloudops` that records its arguments (one per line) and the AWS variables it saw
+    (its own, the source's and the approver's)."""
     bin_dir = tmp_path / "fake-bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "cloudops"
     fake.write_text(
         "#!/bin/bash\n"
         f'printf "%s\\n" "$@" > {calls}\n'
-        f'env | grep -oE "^(SOURCE_)?AWS_[A-Z_]*" | sort > {calls}.env\n'
+        f'env | grep -oE "^(SOURCE_|CLOUDOPS_APPROVER_)?AWS_[A-Z_]*" | sort > {calls}.env\n'
         "echo '{\"ok\": true}'\n"
         + (f"echo 'error: it failed' >&2; echo '  fix: do this' >&2; exit {status}\n" if status else "")
     )
@@ -478,7 +524,7 @@ def test_a_failing_cloudops_fails_the_step_with_its_exit_code_and_message(
 ) -> None:
     workspace = tmp_path / "workspace"
     result = run_job(
-        jobs / "cloudops-promote-package-into-prod",
+        jobs / "cloudops-promote-package-into-preprod",
         workspace,
         agent={},
         binding={},
@@ -505,7 +551,8 @@ def test_rendered_files_hold_no_secret_and_only_the_pipelines_account_ids(
     sandbox: world.SandboxState, rendered: Rendered
 ) -> None:
     texts = [p.read_text() for p in rendered.out.rglob("*") if p.is_file()]
-    assert len(texts) == len(DESTINATIONS) * len(KINDS) * 4
+    # Four files a job; prod's release job has three scripts instead of one.
+    assert len(texts) == len(JOB_NAMES) * 4 + 2
     ids = set(world.ACCOUNTS.values())
     for text in texts:
         for secret in rendered.secrets:
@@ -530,3 +577,331 @@ def test_rendering_for_the_build_account_is_refused_and_writes_nothing(
     )
     assert_clean_failure(result, 3, "'build' is the build account")
     assert not (tmp_path / "out").exists()
+
+
+# --- compiling the Jenkinsfiles ------------------------------------------------------------
+
+
+def _java_home() -> str:
+    """groovyc needs JAVA_HOME (Debian's script falls back to /usr/lib/jvm/default-java,
+    which not every JDK package installs): the JDK of the `java` on PATH."""
+    current = os.environ.get("JAVA_HOME")
+    if current and (Path(current) / "bin" / "java").exists():
+        return current
+    java = shutil.which("java")
+    assert java is not None, "no java on PATH: `make sysdeps` installs Debian's groovy (and a JRE)"
+    return str(Path(java).resolve().parent.parent)
+
+
+def test_every_rendered_jenkinsfile_compiles_with_groovyc(jobs: Path, tmp_path: Path) -> None:
+    """Each Jenkinsfile is valid Groovy: groovyc compiles all of them, the approval job
+    (input step, withEnv, the approver's binding) among them. Jenkins would load none that
+    groovyc refuses; a syntax error in a template fails here, not in a build."""
+    groovyc = shutil.which("groovyc")
+    assert groovyc is not None, "groovyc is not installed: `make sysdeps` installs Debian's groovy"
+    sources = tmp_path / "src"
+    sources.mkdir()
+    jenkinsfiles = sorted(jobs.glob("*/Jenkinsfile"))
+    assert [path.parent.name for path in jenkinsfiles] == sorted(JOB_NAMES)
+    assert (jobs / GATED / "Jenkinsfile") in jenkinsfiles
+    assert "def approver = input(" in (jobs / GATED / "Jenkinsfile").read_text()
+    files = []
+    for index, jenkinsfile in enumerate(jenkinsfiles):  # a script's class is named after its file
+        source = sources / f"Jenkinsfile{index}.groovy"
+        source.write_text(jenkinsfile.read_text())
+        files.append(str(source))
+    compiled = subprocess.run(
+        [groovyc, "-d", str(tmp_path / "classes"), *files],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAVA_HOME": _java_home()},
+    )
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    classes = {p.name for p in (tmp_path / "classes").glob("*.class")}
+    assert {f"Jenkinsfile{index}.class" for index in range(len(files))} <= classes
+
+
+def test_groovyc_refuses_a_broken_jenkinsfile(jobs: Path, tmp_path: Path) -> None:
+    """The compile above would notice: an unbalanced bracket in the approval job fails it."""
+    groovyc = shutil.which("groovyc")
+    assert groovyc is not None, "groovyc is not installed: `make sysdeps` installs Debian's groovy"
+    text = (jobs / GATED / "Jenkinsfile").read_text()
+    broken = tmp_path / "Broken.groovy"
+    broken.write_text(text.replace("withEnv([", "withEnv([[", 1))
+    compiled = subprocess.run(
+        [groovyc, "-d", str(tmp_path / "classes"), str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAVA_HOME": _java_home()},
+    )
+    assert compiled.returncode != 0
+
+
+# --- the release job into prod: plan, input, approve, apply ---------------------------------
+
+
+def approver_binding(sandbox: world.SandboxState) -> dict[str, str]:
+    """What the approver's binding sets: a Jenkins AWS credential with prod's approver role
+    (world.APPROVER_ROLE) binds temporary keys, their token as AWS_SESSION_TOKEN."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=sandbox.moto_url,
+        region_name=world.REGION,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
+    creds = sts.assume_role(RoleArn=world.APPROVER_ROLE, RoleSessionName="jenkins-approver")["Credentials"]
+    return {
+        "CLOUDOPS_APPROVER_AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "CLOUDOPS_APPROVER_AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": creds["SessionToken"],
+    }
+
+
+def test_the_prod_release_job_applies_only_the_plan_its_input_step_approved(
+    ctx: PipelineContext, sandbox: world.SandboxState, jobs: Path, agent_pipeline: Path, tmp_path: Path
+) -> None:
+    """Plan (source keys bound), the input step (who answered it: jenkins:alice), approve
+    (the approver role's keys bound), apply (source keys bound again): each step the very
+    text of the Jenkinsfile, run as Jenkins runs it, against the sandbox."""
+    for account in ("preprod", "prod"):
+        init_account(ctx, account)
+    digest = publish(ctx, "preprod", "ep/cortex", "9.3.0")  # as if promoted into preprod before
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "release.yaml").write_text(
+        'release: "2026.12"\nimages:\n  - {repository: ep/cortex, tag: "9.3.0"}\n'
+    )
+    job = jobs / GATED
+    agent = iam_user_keys(sandbox, "prod", "jenkins-agent")  # the agent's own identity in prod
+    source = source_binding(iam_user_keys(sandbox, "preprod", "jenkins-source"))
+    params = {"RELEASE_FILE": "release.yaml"}
+
+    def run(step: str, binding: dict[str, str], **with_env: str) -> subprocess.CompletedProcess[str]:
+        return run_job(
+            job,
+            workspace,
+            agent=agent,
+            binding=binding,
+            params=params,
+            pipeline=agent_pipeline,
+            step=step,
+            with_env=with_env,
+        )
+
+    planned = run("plan-release.sh", source)
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads((workspace / "cloudops-plan.json").read_text())
+    plan_hash = (workspace / "cloudops-plan-hash.txt").read_text().strip()  # what the input step shows
+    assert plan["plan_hash"] == plan_hash and plan["route"]["destination"] == "prod"
+    assert [image["status"] for image in plan["images"]] == ["copy"]
+
+    # Applied before anyone answered the input step: refused, nothing written.
+    early = run("apply-release.sh", source)
+    assert early.returncode == 3, early.stderr
+    assert "prod requires an approval" in (workspace / "cloudops-error.txt").read_text()
+    assert digest_in(ctx, "prod", "ep/cortex", "9.3.0") is None
+
+    # A plan other than the one the input step showed is not approved.
+    other = "sha256:" + "0" * 64
+    mismatch = run(
+        "approve-release.sh",
+        approver_binding(sandbox),
+        CLOUDOPS_APPROVED_BY="jenkins:alice",
+        CLOUDOPS_PLAN_HASH=other,
+    )
+    assert mismatch.returncode == 3, mismatch.stderr
+    assert "is not the plan the input step showed" in (workspace / "cloudops-error.txt").read_text()
+
+    approver = approver_binding(sandbox)
+    approved = run(
+        "approve-release.sh", approver, CLOUDOPS_APPROVED_BY="jenkins:alice", CLOUDOPS_PLAN_HASH=plan_hash
+    )
+    assert approved.returncode == 0, approved.stderr
+    record = json.loads((workspace / "cloudops-approval.json").read_text())
+    assert record["plan_hash"] == plan_hash and record["note"] == "jenkins:alice"
+    assert record["approver"].startswith("arn:aws:sts::444444444444:assumed-role/release-approver/")
+    assert record["jenkins_build"] == f"http://jenkins.example:8080/job/{GATED}/7/"
+
+    applied = run("apply-release.sh", source)
+    assert applied.returncode == 0, applied.stderr
+    result = json.loads((workspace / "cloudops-result.json").read_text())
+    assert result["plan_hash"] == plan_hash
+    assert digest_in(ctx, "prod", "ep/cortex", "9.3.0") == digest
+    log = "".join(r.stdout + r.stderr for r in (planned, early, mismatch, approved, applied))
+    for secret in (
+        agent["AWS_SECRET_ACCESS_KEY"],
+        source["SOURCE_AWS_SECRET_ACCESS_KEY"],
+        approver["CLOUDOPS_APPROVER_AWS_SECRET_ACCESS_KEY"],
+        approver["AWS_SESSION_TOKEN"],
+    ):
+        assert secret not in log
+
+
+def _fake_plan(workspace: Path) -> str:
+    """A plan file as `cloudops plan --out` writes it, as far as the approve step reads it."""
+    plan_hash = "sha256:" + "ab" * 32
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "cloudops-plan.json").write_text(
+        json.dumps({"format": 1, "plan_hash": plan_hash, "ok": True}, indent=2) + "\n"
+    )
+    return plan_hash
+
+
+@pytest.mark.parametrize(
+    "who",
+    [
+        "alice",
+        "o'brien; touch pwned",
+        '$(touch pwned) `touch pwned` "quoted" ${HOME} --json',
+        "-rf --credentials-env SOURCE",
+    ],
+)
+def test_who_answered_the_input_reaches_cloudops_as_one_argument_and_nothing_else(
+    jobs: Path, agent_pipeline: Path, tmp_path: Path, who: str
+) -> None:
+    """A Jenkins user id is whatever the security realm says: the approve step passes it
+    to `cloudops approve --note` as one argument, never runs or splits it."""
+    calls = tmp_path / "calls"
+    workspace = tmp_path / "workspace"
+    plan_hash = _fake_plan(workspace)
+    result = run_job(
+        jobs / GATED,
+        workspace,
+        agent={},
+        binding={
+            "CLOUDOPS_APPROVER_AWS_ACCESS_KEY_ID": "AKIAAPPROVERAPPROVE1",
+            "CLOUDOPS_APPROVER_AWS_SECRET_ACCESS_KEY": "a",
+        },
+        params={"RELEASE_FILE": "release.yaml"},
+        pipeline=agent_pipeline,
+        path=f"{_fake_cloudops(tmp_path, calls, status=0)}:/usr/bin:/bin",
+        step="approve-release.sh",
+        with_env={"CLOUDOPS_APPROVED_BY": f"jenkins:{who}", "CLOUDOPS_PLAN_HASH": plan_hash},
+    )
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().splitlines() == [
+        "approve",
+        "cloudops-plan.json",
+        "--credentials-env",
+        "CLOUDOPS_APPROVER",
+        f"--note=jenkins:{who}",
+        "--json",
+    ]
+    assert (calls.parent / "calls.env").read_text().split() == [
+        "CLOUDOPS_APPROVER_AWS_ACCESS_KEY_ID",
+        "CLOUDOPS_APPROVER_AWS_SECRET_ACCESS_KEY",
+    ]
+    assert not list(tmp_path.rglob("pwned"))
+    assert json.loads((workspace / "cloudops-approval.json").read_text()) == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    ("with_env", "plan", "code", "needle"),
+    [
+        ({"CLOUDOPS_PLAN_HASH": "sha256:" + "ab" * 32}, True, 2, "CLOUDOPS_APPROVED_BY is not set"),
+        ({"CLOUDOPS_APPROVED_BY": "jenkins:alice"}, True, 2, "CLOUDOPS_PLAN_HASH is not set"),
+        (
+            {"CLOUDOPS_APPROVED_BY": "jenkins:alice", "CLOUDOPS_PLAN_HASH": "sha256:" + "cd" * 32},
+            True,
+            3,
+            "is not the plan the input step showed",
+        ),
+        (
+            {"CLOUDOPS_APPROVED_BY": "jenkins:alice", "CLOUDOPS_PLAN_HASH": "sha256:" + "ab" * 32},
+            False,
+            2,
+            "no plan cloudops-plan.json in the workspace",
+        ),
+    ],
+)
+def test_the_approve_step_approves_nothing_it_was_not_shown(
+    jobs: Path,
+    agent_pipeline: Path,
+    tmp_path: Path,
+    with_env: dict[str, str],
+    plan: bool,
+    code: int,
+    needle: str,
+) -> None:
+    calls = tmp_path / "calls"
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    if plan:
+        _fake_plan(workspace)
+    result = run_job(
+        jobs / GATED,
+        workspace,
+        agent={},
+        binding={},
+        params={},
+        pipeline=agent_pipeline,
+        path=f"{_fake_cloudops(tmp_path, calls, status=0)}:/usr/bin:/bin",
+        step="approve-release.sh",
+        with_env=with_env,
+    )
+    assert result.returncode == code, result.stderr
+    assert needle in (workspace / "cloudops-error.txt").read_text()
+    assert not calls.exists()  # cloudops never ran
+
+
+def test_rendering_prod_without_approver_credentials_is_refused_and_writes_nothing(
+    agent_pipeline: Path, tmp_path: Path
+) -> None:
+    """The sandbox's own pipeline requires an approval for prod by release-approver and
+    names no Jenkins credentials to record it with: prod's release job could never apply."""
+    data = yaml.safe_load(agent_pipeline.read_text())
+    del data["approvals"]["prod"]["jenkins_credentials_id"]
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    result = cloudops(
+        "jenkins", "render", "--account", "prod", "--out", str(out), "--pipeline", str(pipeline)
+    )
+    assert_clean_failure(
+        result,
+        2,
+        "the release job into 'prod' could never apply",
+        "approvals.prod.jenkins_credentials_id",
+        "allow_self_approval",
+    )
+    assert not out.exists()
+    ok = cloudops("jenkins", "render", "--account", "qa", "--out", str(out), "--pipeline", str(pipeline))
+    assert ok.returncode == 0, ok.stderr  # the stages that require no approval render as before
+
+
+@pytest.mark.parametrize(
+    ("release_file", "needle"),
+    [
+        ("../release.yaml", "must be a path inside the workspace"),
+        ("/etc/release.yaml", "must be a path inside the workspace"),
+        ("missing.yaml", "is not a file in the workspace"),
+    ],
+)
+def test_the_plan_step_refuses_a_bad_release_file_before_cloudops_runs(
+    jobs: Path, agent_pipeline: Path, tmp_path: Path, release_file: str, needle: str
+) -> None:
+    calls = tmp_path / "calls"
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "cloudops-plan.json").write_text("{}\n")  # an earlier build's: never approved
+    (workspace / "cloudops-approval.json").write_text("{}\n")
+    result = run_job(
+        jobs / GATED,
+        workspace,
+        agent={},
+        binding={},
+        params={"RELEASE_FILE": release_file},
+        pipeline=agent_pipeline,
+        path=f"{_fake_cloudops(tmp_path, calls, status=0)}:/usr/bin:/bin",
+        step="plan-release.sh",
+    )
+    assert result.returncode == 2, result.stderr
+    assert needle in (workspace / "cloudops-error.txt").read_text()
+    assert not calls.exists()  # cloudops never ran
+    assert (
+        not (workspace / "cloudops-plan.json").exists()
+        and not (workspace / "cloudops-approval.json").exists()
+    )

@@ -32,6 +32,7 @@ accounts:
   qa:    {account_id: "222222222222", region: us-west-2, credentials: {role_arn: "ROLE"}}
 stages: [build, qa]
 images: [ep/cortex]
+approvals: {qa: {required: false}}  # every job of qa is rendered
 """
 GOOD_ROLE = "arn:aws:iam::222222222222:role/cloudops"
 DIGEST = "sha256:" + "a" * 64

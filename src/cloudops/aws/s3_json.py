@@ -16,13 +16,14 @@ through to the caller unchanged.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import botocore.exceptions
 from pydantic import BaseModel, ValidationError
+
+from cloudops.text import json_without_duplicate_keys
 
 MAX_JSON_OBJECT_BYTES = 64 * 1024
 """current.json and a lock holder are well under 1 KiB; anything past this is refused."""
@@ -87,7 +88,7 @@ def parse_json_object(
     if not data:
         return None, "empty (0 bytes)"
     try:
-        doc = json.loads(data)
+        doc = json_without_duplicate_keys(data)
     except RecursionError:
         return None, "not JSON (nested too deeply)"
     except (ValueError, TypeError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors

@@ -9,7 +9,7 @@ from the pipeline file: account names and ids, the image repositories, credentia
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from cloudops.errors import InputError
@@ -35,6 +35,19 @@ AWS_CREDENTIALS_TYPE = "com.cloudbees.jenkins.plugins.awscredentials.AWSCredenti
 RESULT_FILE = "cloudops-result.json"
 ERROR_FILE = "cloudops-error.txt"
 OUTPUT_FILE = "cloudops-output.log"
+# A release job into a stage that requires an approval also leaves the plan it approves
+# and applies, the plan's hash (shown in the input step), and the approval record.
+PLAN_FILE = "cloudops-plan.json"
+PLAN_HASH_FILE = "cloudops-plan-hash.txt"
+APPROVAL_FILE = "cloudops-approval.json"
+
+APPROVER_ENV_PREFIX = "CLOUDOPS_APPROVER"
+"""The approver's binding puts its keys in $CLOUDOPS_APPROVER_AWS_ACCESS_KEY_ID / ..._SECRET_ACCESS_KEY;
+`cloudops approve --credentials-env CLOUDOPS_APPROVER` reads them from there."""
+APPROVED_BY_ENV = "CLOUDOPS_APPROVED_BY"
+"""jenkins:<the Jenkins user id that answered the input step>, passed as `cloudops approve --note`."""
+PLAN_HASH_ENV = "CLOUDOPS_PLAN_HASH"
+"""The plan hash the input step showed: the approve step approves only a plan with that hash."""
 
 # Jenkins' own rule for credentials ids; anything else could not be a default anyway, and
 # keeping to it means the id needs no quoting in Groovy, YAML or XML.
@@ -68,6 +81,18 @@ Parameter = CredentialsParameter | ChoiceParameter | StringParameter
 
 
 @dataclass(frozen=True)
+class ApprovalGate:
+    """The approval a release job waits for before it applies (pipeline.yaml approvals:)."""
+
+    submitters: tuple[str, ...]
+    """Jenkins users or groups who may answer the input step (empty: anyone who may build the job)."""
+    credentials_id: str | None
+    """The Jenkins AWS credentials the approval is recorded with; None: the agent's own
+    (only when the stage allows self-approval). `cloudops approve` and `apply` check that
+    their identity matches the stage's approvers: the job does not."""
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """One Jenkins job of a destination account."""
 
@@ -78,6 +103,8 @@ class JobSpec:
     source_id: str
     parameters: tuple[Parameter, ...]
     images: tuple[str, ...] = ()
+    approval: ApprovalGate | None = None
+    """Set for the release job into a stage that requires an approval: plan, input, approve, apply."""
 
     @property
     def name(self) -> str:
@@ -103,6 +130,22 @@ class JobSpec:
 
     @property
     def description(self) -> str:
+        if self.approval is not None:
+            credentials = (
+                f"the approver's AWS credentials ({self.approval.credentials_id})"
+                if self.approval.credentials_id
+                else "the agent's own AWS credentials (self-approval is allowed)"
+            )
+            return (
+                f"Promote {self.what} from account {self.source} ({self.source_id}) into account "
+                f"{self.account} ({self.account_id}), which requires an approval: `cloudops plan "
+                f"--to {self.account}`, a Jenkins input step, `cloudops approve` of that plan with "
+                f"{credentials}, then `cloudops apply` of exactly that plan. The agent's own AWS "
+                f"credentials must belong to {self.account} ({self.account_id}): cloudops refuses "
+                f"to write otherwise. The source account's credentials are bound for the plan and "
+                f"apply steps only. Rendered by `cloudops jenkins render --account {self.account}`: "
+                f"render again rather than edit."
+            )
         return (
             f"Promote {self.what} from account {self.source} ({self.source_id}) into account "
             f"{self.account} ({self.account_id}) with `{self.command} --to {self.account}`. "
@@ -125,9 +168,37 @@ def credentials_id(pipeline: Pipeline, account: str) -> str:
     return chosen
 
 
+def approval_gate(pipeline: Pipeline, account: str) -> ApprovalGate | None:
+    """What the release job into ``account`` waits for, or None when ``account`` requires no
+    approval. Refused (InputError) when the job could never apply: an approval is required,
+    no approver's Jenkins credentials are named, and the agent that applies may not approve
+    its own plan."""
+    rule = pipeline.approval(account)
+    if not rule.required:
+        return None
+    chosen = rule.jenkins_credentials_id
+    if chosen is None and not rule.allow_self_approval:
+        raise InputError(
+            f"the release job into {account!r} could never apply: {account} requires an approval "
+            f"(pipeline.yaml approvals:), the job has no approver's credentials to record it with, "
+            f"and the agent that applies may not approve its own plan",
+            hint=f"set approvals.{account}.jenkins_credentials_id to the Jenkins AWS credentials of "
+            f"an approver's role, or approvals.{account}.allow_self_approval: true to approve with "
+            f"the agent's own credentials (see docs/jenkins.md)",
+        )
+    if chosen is not None and not _CREDENTIALS_ID_RE.fullmatch(chosen):
+        raise InputError(
+            f"approvals.{account}.jenkins_credentials_id {chosen!r} is not a Jenkins credentials id",
+            hint="use letters, digits, _ . - only (what Jenkins accepts as a credentials ID)",
+        )
+    return ApprovalGate(tuple(rule.jenkins_submitters), chosen)
+
+
 def job_specs(pipeline: Pipeline, account: str) -> list[JobSpec]:
     """The jobs of destination ``account``. The build account has none: it never pulls
-    (StageRuleError, exit 3)."""
+    (StageRuleError, exit 3). A stage that requires an approval gets only the release job
+    (plan, input, approve, apply): cloudops refuses an image or a package promoted into it
+    alone (stages.require_outside_release_approval), so such jobs could never succeed."""
     route = promotion_route(pipeline, account)
     if not pipeline.images:
         raise InputError(
@@ -136,19 +207,33 @@ def job_specs(pipeline: Pipeline, account: str) -> list[JobSpec]:
         )
     source_id = pipeline.account(route.source).account_id
     account_id = pipeline.account(account).account_id
+    approval = approval_gate(pipeline, account)
     source_credentials = CredentialsParameter(
         "SOURCE_ACCOUNT_CREDENTIALS",
         credentials_id(pipeline, route.source),
         f"AWS credentials of the source account {route.source} ({source_id}): read access to "
         f"its ECR and bucket is enough. Bound only for the promotion step.",
     )
+    # The release job into a stage that requires an approval promotes in two steps.
+    planned_source_credentials = replace(
+        source_credentials,
+        description=source_credentials.description.replace(
+            "for the promotion step.", "for the plan and apply steps."
+        ),
+    )
 
-    def job(kind: JobKind, *parameters: Parameter, images: tuple[str, ...] = ()) -> JobSpec:
+    def job(
+        kind: JobKind,
+        *parameters: Parameter,
+        images: tuple[str, ...] = (),
+        approval: ApprovalGate | None = None,
+    ) -> JobSpec:
+        credentials = source_credentials if approval is None else planned_source_credentials
         return JobSpec(
-            kind, account, account_id, route.source, source_id, (source_credentials, *parameters), images
+            kind, account, account_id, route.source, source_id, (credentials, *parameters), images, approval
         )
 
-    return [
+    jobs = [
         job(
             "image",
             ChoiceParameter(
@@ -176,5 +261,7 @@ def job_specs(pipeline: Pipeline, account: str) -> list[JobSpec]:
             StringParameter(
                 "RELEASE_FILE", "", "Release file to promote: a path relative to the workspace of this job."
             ),
+            approval=approval,
         ),
     ]
+    return jobs if approval is None else [j for j in jobs if j.kind == "release"]

@@ -8,6 +8,9 @@
     OUT/cloudops-promote-package-into-qa/ ...
     OUT/cloudops-promote-release-into-qa/ ...
 
+A release job into a stage that requires an approval has three shell steps, so three
+scripts instead of promote-release.sh: plan-release.sh, approve-release.sh, apply-release.sh.
+
 Everything is rendered before the first file is written: a failure leaves OUT untouched.
 """
 
@@ -23,37 +26,47 @@ from cloudops.errors import InputError
 from cloudops.jenkins.jenkinsfile import jenkinsfile
 from cloudops.jenkins.jjb import JENKINSFILE, config_xml, job_yaml
 from cloudops.jenkins.jobs import JobSpec, job_specs
-from cloudops.jenkins.shell import shell_step
+from cloudops.jenkins.shell import ShellStep, shell_steps
 from cloudops.pipeline.model import Pipeline
 
 
 @dataclass(frozen=True)
 class RenderedJob:
     spec: JobSpec
-    script: str
+    steps: tuple[ShellStep, ...]
+    """The job's sh steps in the order it runs them: one, or plan, approve and apply."""
     jenkinsfile: str
     job_yaml: str
     config_xml: str
+
+    @property
+    def script(self) -> str:
+        """The shell step of a job that has one (all but a release job into a stage that
+        requires an approval)."""
+        if len(self.steps) != 1:
+            raise ValueError(f"{self.spec.name} has {len(self.steps)} shell steps: see steps")
+        return self.steps[0].script
 
     def files(self) -> dict[str, str]:
         """File name -> content, inside the job's directory."""
         return {
             JENKINSFILE: self.jenkinsfile,
-            self.spec.script_name: self.script,
+            **{step.file: step.script for step in self.steps},
             "job.yaml": self.job_yaml,
             "config.xml": self.config_xml,
         }
 
 
 def render_account(pipeline: Pipeline, account: str) -> list[RenderedJob]:
-    """Every job of destination ``account``; refused (exit 3) for the build account."""
+    """Every job of destination ``account``; refused (exit 3) for the build account, and
+    (exit 2) when its release job could never apply (jobs.approval_gate)."""
     rendered = []
     for spec in job_specs(pipeline, account):
-        script = shell_step(spec)
-        pipeline_script = jenkinsfile(spec, script)
+        steps = shell_steps(spec)
+        pipeline_script = jenkinsfile(spec, steps)
         definition = job_yaml(spec)
         rendered.append(
-            RenderedJob(spec, script, pipeline_script, definition, config_xml(definition, pipeline_script))
+            RenderedJob(spec, steps, pipeline_script, definition, config_xml(definition, pipeline_script))
         )
     return rendered
 

@@ -451,6 +451,9 @@ def pipeline_yaml(state: SandboxState) -> str:
         "# The last stage takes a release only with an approval by its approver role",
         "# (`cloudops approve PLAN.json --role-arn ...release-approver`), never only by who applies it.",
         "approvals:",
-        f'  {LAST}: {{approvers: ["arn:aws:sts::{ACCOUNTS[LAST]}:assumed-role/release-approver/*"]}}',
+        f"  {LAST}:",
+        f'    approvers: ["arn:aws:sts::{ACCOUNTS[LAST]}:assumed-role/release-approver/*"]',
+        "    jenkins_submitters: [release-managers]",
+        f"    jenkins_credentials_id: cloudops-{LAST}-approver",
     ]
     return "\n".join(lines) + "\n"

@@ -31,13 +31,18 @@ def jenkins() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON on stdout.")
 @handles_errors
 def render(account: str, out: Path, pipeline_file: str | None, as_json: bool) -> None:
-    """Write ACCOUNT's Jenkins jobs: promote image, promote package, promote release.
+    """Write ACCOUNT's Jenkins jobs: promote image, promote package, promote release; for a
+    stage that requires approvals (pipeline.yaml approvals:), the release job only.
 
     Each job gets a Jenkinsfile, its shell step alone (promote-KIND.sh), a
     jenkins-job-builder definition (job.yaml) and the config.xml JJB renders from it. The
     job binds the source account's AWS credentials (the SOURCE_ACCOUNT_CREDENTIALS
     parameter) for the promotion step only and runs `cloudops promote KIND --to ACCOUNT`
-    with the agent's own credentials. Refused (exit 3) for the build account: it never pulls.
+    with the agent's own credentials. Into a stage that requires approvals the release job
+    plans, waits at Jenkins' input step, approves with the approver's credentials
+    (approvals.<stage>.jenkins_credentials_id) and applies (plan-, approve-, apply-release.sh;
+    docs/jenkins.md). Refused (exit 3) for the build account: it never pulls; exit 2 for
+    such a stage without approver credentials unless it allows self-approval.
     """
     pipeline = load_pipeline(pipeline_file)
     jobs = render_account(pipeline, account)
