@@ -53,6 +53,8 @@ REGISTRY_ERRORS = "src/cloudops/registry/errors.py"
 PROXIES = "tests/integration/test_proxies.py"
 PLAN_MODULE = "src/cloudops/pipeline/plan.py"
 RELEASE_PLAN = "src/cloudops/release_plan.py"
+RELEASE_GATES = "src/cloudops/release_gates.py"
+GATES_IT = "tests/integration/test_release_gates.py"
 ECR = "src/cloudops/aws/ecr.py"
 RECORDS = "src/cloudops/pipeline/records.py"
 TEXT = "src/cloudops/text.py"
@@ -574,6 +576,80 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_a_failed_release_or_a_dry_run_never_moves_current_json",
         ),
         (RELEASE_PLAN, "    if result.parts_ok:\n", "    if True:  # mutant\n"),
+    ),
+    # -- releases: approvals and rejections (issue 14) --------------------------------------------
+    _m(
+        "apply-without-approval",
+        "a stage that requires an approval takes no plan without one",
+        (f"{GATES_IT}::test_prod_takes_a_plan_only_with_an_approval_of_exactly_that_plan",),
+        (RELEASE_GATES, "    if not rule.required:\n", "    if True:  # mutant\n"),
+    ),
+    _m(
+        "approval-of-another-plan",
+        "an approval counts for exactly the plan hash it names",
+        (f"{GATES_IT}::test_prod_takes_a_plan_only_with_an_approval_of_exactly_that_plan",),
+        (
+            RELEASE_GATES,
+            "        elif approval.plan_hash != plan.plan_hash or approval.account_id != store.account_id:\n",
+            "        elif False:  # mutant\n",
+        ),
+    ),
+    _m(
+        "approve-by-anyone",
+        "only an identity the stage's approvers admit can approve",
+        (f"{GATES_IT}::test_prod_takes_a_plan_only_with_an_approval_of_exactly_that_plan",),
+        (RELEASE_GATES, "    if not rule.admits(arn):\n", "    if False:  # mutant\n"),
+    ),
+    _m(
+        "self-approval",
+        "the one who applies may not be the only approver unless the pipeline allows it",
+        (f"{GATES_IT}::test_an_approval_only_by_who_applies_is_refused_unless_the_pipeline_allows_it",),
+        (RELEASE_GATES, "    if not others and not rule.allow_self_approval:\n", "    if False:  # mutant\n"),
+    ),
+    _m(
+        "rejection-ignored",
+        "a release rejected in an account is not promoted from or into it",
+        (f"{GATES_IT}::test_a_rejected_release_is_refused_from_the_account_and_a_broken_marker_refuses_too",),
+        (
+            RELEASE_GATES,
+            "        found = read_rejection(release_store_for(context, account), route.release)\n",
+            "        found = None  # mutant\n",
+        ),
+    ),
+    _m(
+        "rejection-marker-fails-open",
+        "a rejection marker that cannot be read refuses the release",
+        (f"{GATES_IT}::test_a_rejected_release_is_refused_from_the_account_and_a_broken_marker_refuses_too",),
+        (
+            RELEASE_GATES,
+            "    if value is None or value.release != release or value.account_id != store.account_id:\n",
+            "    if False:  # mutant\n",
+        ),
+    ),
+    _m(
+        "release-lock-skipped",
+        "two releases into one account never interleave: apply holds the account's release lock",
+        (
+            "tests/integration/test_release_lock.py::"
+            "test_a_release_into_an_account_another_run_holds_is_refused_then_a_dead_holder_is_taken_over",
+        ),
+        (
+            RELEASE_PLAN,
+            "    with release_lock(context, route.destination):\n",
+            "    with contextlib.nullcontext():\n",
+        ),
+    ),
+    _m(
+        "single-image-past-approval",
+        "a stage that requires approvals takes no single image around them",
+        (
+            "tests/integration/test_promotion.py::test_a_single_image_into_a_stage_that_requires_approvals_is_refused",
+        ),
+        (
+            PROMOTE,
+            '        require_outside_release_approval(pipeline, route.destination, "an image")\n',
+            "        pass  # mutant\n",
+        ),
     ),
     # -- nothing read can drive the terminal (issue 12) -------------------------------------------
     _m(
