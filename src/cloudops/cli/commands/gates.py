@@ -134,8 +134,9 @@ def rollback(
     the stage requires an approval of this rollback's plan; plan it with --out, approve
     that file, then `cloudops apply` it. Warns when the package goes back to an older
     version (database change sets are forward-only). Exit 1 when a part failed."""
-    from cloudops.cli.commands.plan import show_plan, show_release
+    from cloudops.cli.commands.plan import show_plan
     from cloudops.cli.progress import CopyProgressDisplay
+    from cloudops.cli.results import show_release
     from cloudops.release_plan import record_plan, refuse_existing, write_plan
     from cloudops.release_rollback import plan_rollback
     from cloudops.release_rollback import rollback as roll_back

@@ -18,10 +18,10 @@ from cloudops.cli.context import (
     to_option,
 )
 from cloudops.cli.output import emit_json, handles_errors, human_bytes, print_table, safe_text, stderr
+from cloudops.cli.results import show_release
 
 if TYPE_CHECKING:  # the command table imports this module for --help: nothing heavy here
     from cloudops.pipeline.plan import PromotionPlan
-    from cloudops.release import ReleaseResult
 
 
 @click.command("plan")
@@ -133,36 +133,3 @@ def apply(
     code = show_release(result)
     if code:
         raise SystemExit(code)
-
-
-def show_release(result: ReleaseResult) -> int:
-    """Per-item outcomes as `promote release` prints them; the exit code: 0, 3 when a part
-    was refused (a tag moved while it was copied), else 1 when a part failed."""
-    from cloudops.cli.commands.package import describe_package
-    from cloudops.cli.commands.promote import _image_lines, _report_failures
-
-    for line in _image_lines(result.images):
-        stderr.print(line)
-    codes = {_report_failures(result.images)}
-    if result.package is not None:
-        describe_package(result.package)
-        if result.package.error is not None:
-            codes.add(exit_codes.for_error(result.package.error))
-    describe_current(result)
-    hash_note = f" [dim](plan {safe_text(result.plan_hash)})[/]" if result.plan_hash else ""
-    verdict = "[green]complete[/]" if result.ok else "[red]FAILED[/] (run again to complete it)"
-    stderr.print(f"release {safe_text(result.release)} -> {safe_text(result.account)}: {verdict}{hash_note}")
-    if result.ok:
-        return exit_codes.OK
-    return exit_codes.REFUSED if exit_codes.REFUSED in codes else exit_codes.FAILED
-
-
-def describe_current(result: ReleaseResult) -> None:
-    """The account's current release as the release left it (release_current.py)."""
-    if result.current is not None:
-        stderr.print(
-            f"current release of {safe_text(result.account)}: {safe_text(result.current.release)} "
-            f"[dim](plan {safe_text(result.current.short_hash)}, releases/current.json)[/]"
-        )
-    elif result.current_error is not None:
-        stderr.print(f"[red]current release not recorded:[/] {safe_text(str(result.current_error))}")

@@ -17,8 +17,9 @@ from cloudops.cli.context import (
     source_credentials_option,
     to_option,
 )
-from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, safe_text, stderr
+from cloudops.cli.output import emit_json, handles_errors, stderr
 from cloudops.cli.progress import CopyProgressDisplay
+from cloudops.cli.results import image_lines, report_failures, show_release
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.promote import ImagePromotion, ImageSpec, promote_images
 
@@ -82,48 +83,14 @@ def _promotion_context(
     )
 
 
-def _image_lines(results: list[ImagePromotion]) -> list[str]:
-    lines = []
-    for r in results:
-        name = safe_text(f"{r.repository}:{r.tag}")
-        route = safe_text(f"{r.route.source} -> {r.route.destination}")
-        digest = safe_text((r.source_digest or "")[:19])
-        if r.status == "planned":
-            lines.append(f"[cyan]plan[/] {name} {route}: {safe_text(r.action)} {digest}")
-        elif r.status == "promoted":
-            lines.append(
-                f"[green]✓[/] {name} {route}: promoted {digest} "
-                f"({human_bytes(r.bytes_uploaded)} moved, verified)"
-            )
-        elif r.status == "already-promoted":
-            lines.append(f"[green]=[/] {name} {route}: already promoted {digest} (nothing written)")
-    return lines
-
-
-def _report_failures(results: list[ImagePromotion]) -> int:
-    """Print each failure with its fix; return the exit code for the run."""
-    codes = set()
-    for r in results:
-        if r.error is not None:
-            report_error(r.error, f"{r.repository}:{r.tag} {r.route.source} -> {r.route.destination}: ")
-            codes.add(exit_codes.for_error(r.error))
-        elif not r.ok:
-            codes.add(exit_codes.FAILED)
-    if not codes:
-        return exit_codes.OK
-    if exit_codes.REFUSED in codes:
-        return exit_codes.REFUSED
-    return codes.pop() if len(codes) == 1 else exit_codes.FAILED
-
-
 def _finish(results: list[ImagePromotion], *, as_json: bool, dry_run: bool) -> None:
     if as_json:
         emit_json(
             {"ok": all(r.ok for r in results), "dry_run": dry_run, "images": [r.as_dict() for r in results]}
         )
-    for line in _image_lines(results):
+    for line in image_lines(results):
         stderr.print(line)
-    code = _report_failures(results)
+    code = report_failures(results)
     if code:
         raise SystemExit(code)
 
@@ -182,17 +149,5 @@ def promote_release_cmd(
         result = promote_release(context, to, release_file, source=source, dry_run=dry_run, progress=progress)
     if as_json:
         emit_json(result.as_dict())
-    for line in _image_lines(result.images):
-        stderr.print(line)
-    _report_failures(result.images)
-    if result.package is not None:
-        from cloudops.cli.commands.package import describe_package
-
-        describe_package(result.package)
-    from cloudops.cli.commands.plan import describe_current
-
-    describe_current(result)
-    verdict = "[green]complete[/]" if result.ok else "[red]FAILED[/] (run again to complete it)"
-    stderr.print(f"release {safe_text(result.release)} -> {safe_text(to)}: {verdict}")
-    if not result.ok:
-        raise SystemExit(exit_codes.FAILED)
+    if show_release(result):
+        raise SystemExit(exit_codes.FAILED)  # a release with a refused part fails as a whole
