@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from tests.support.sandbox import assumed_keys, context_for  # noqa: E402
 
-from cloudops.cli.commands.package import transfer_settings  # noqa: E402
+from cloudops.cli.context import transfer_settings  # noqa: E402
 from cloudops.pipeline.context import PipelineContext  # noqa: E402
 from cloudops.pipeline.init import init_account  # noqa: E402
 from cloudops.sandbox import world  # noqa: E402

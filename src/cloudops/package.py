@@ -111,7 +111,7 @@ def publish_package(
                     package.size,
                     expected_sha256=package.sha256,
                     metadata={"sha256": package.sha256, "version": version},
-                    settings=settings or TransferSettings(),
+                    settings=settings or context.transfer,
                     progress=progress,
                 )
             _verify_or_delete(store, key, package.sha256, package.size)
@@ -156,11 +156,15 @@ def promote_package(
     progress: Callable[[int], None] | None = None,
     record: bool = True,
     of_release: bool = False,
+    move_current: bool = True,
 ) -> PackageResult:
     """Copy a package version from the previous stage's bucket into ``to``'s bucket
     (source read with the source's credentials, destination written with its own),
-    verify it, then move ``to``'s current pointer. ``of_release``: part of a release that
-    passed its gates; otherwise a stage that requires approvals refuses a package alone."""
+    verify it, then move ``to``'s current pointer (unless ``move_current`` is False: a
+    release whose images failed copies its package version but leaves the pointer, so it
+    keeps naming the account's current release's package). ``of_release``: part of a
+    release that passed its gates; otherwise a stage that requires approvals refuses a
+    package alone."""
     started = time.monotonic()
     if version is not None:
         validate_version(version)  # bad input is refused before any account is touched
@@ -188,7 +192,17 @@ def promote_package(
     validate_version(version)
     result = PackageResult(to, version, "planned", source_account=route.source)
     try:
-        _promote_package(origin, destination, route, version, result, dry_run, settings, progress)
+        _promote_package(
+            origin,
+            destination,
+            route,
+            version,
+            result,
+            dry_run,
+            settings or context.transfer,
+            progress,
+            move_current,
+        )
     except CloudopsError as error:
         result.status = "refused" if error.kind == "refused" else "failed"
         result.error = error
@@ -207,8 +221,9 @@ def _promote_package(
     version: str,
     result: PackageResult,
     dry_run: bool,
-    settings: TransferSettings | None,
+    settings: TransferSettings,
     progress: Callable[[int], None] | None,
+    move_current: bool,
 ) -> None:
     source = origin.stored(version)
     if source is None:
@@ -258,7 +273,7 @@ def _promote_package(
                             "version": version,
                             "source-account": route.source,
                         },
-                        settings=settings or TransferSettings(),
+                        settings=settings,
                         progress=progress,
                     )
                 finally:
@@ -270,6 +285,8 @@ def _promote_package(
                 result.status = "already-promoted"
     else:
         result.status = "already-promoted"
+    if not move_current:
+        return  # the version is there; the pointer stays where it is (the caller's choice)
     if pointer.get("version") != version or pointer.get("sha256") != source.sha256:
         destination.move_current(
             StoredPackage(version, destination.version_key(version), source.size, source.sha256)

@@ -362,8 +362,11 @@ def execute_plan(
         specs = [ImageSpec(i.repository, i.tag, i.pinned or i.source) for i in images]
         result.images = promote_images(context, dst, specs, source=src, progress=progress, of_release=True)
     if plan.package is not None:
+        # The pointer moves only with every image there: a failed release leaves the account
+        # on its current release's package (a re-run moves it).
+        images_ok = all(i.ok for i in result.images)
         result.package = promote_package(
-            context, dst, version=plan.package.version, source=src, of_release=True
+            context, dst, version=plan.package.version, source=src, of_release=True, move_current=images_ok
         )
     if result.parts_ok:
         # Complete and verified: only now may current.json name it (release_current.py).

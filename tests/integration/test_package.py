@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -258,11 +259,15 @@ def test_release_promotes_images_and_package_and_a_failed_part_completes_on_reru
     ] == "promoted"
     assert "ep/search:8.6.0 does not exist" in failed.stderr
     # What is really in qa: cortex by the build's digest (ECR and the registry), no search,
-    # and the package's very bytes under the version current.json names.
+    # and the package's very bytes under its version, but the pointer not moved: a release
+    # with a failed image leaves the account on its current package.
     assert ecr_tags(ctx, "qa", "ep/cortex") == {"8.6.0": cortex}
     assert registry_digest(ctx, "qa", "ep/cortex", "8.6.0") == cortex
     assert ecr_tags(ctx, "qa", "ep/search") == {}
-    assert _package_in(ctx, "qa") == ("8.6.0", _sha256(package))
+    version_key = "deployment-package/versions/8.6.0/ext-deployment-package.zip"
+    stored = _s3(ctx, "qa").get_object(Bucket=ctx.pipeline.bucket("qa"), Key=version_key)["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == _sha256(package)
+    assert _current(ctx, "qa") is None and doc["package"]["current_moved"] is False
 
     search = publish(ctx, "build", "ep/search", "8.6.0")
     done = cloudops("promote", "release", "--to", "qa", "--release", str(release), "--json")

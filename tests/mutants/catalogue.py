@@ -640,6 +640,12 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     _m(
+        "package-pointer-despite-failed-images",
+        "a release whose images failed leaves the account's package pointer where it was",
+        (f"{PKG}::test_release_promotes_images_and_package_and_a_failed_part_completes_on_rerun",),
+        (RELEASE_PLAN, "move_current=images_ok", "move_current=True"),
+    ),
+    _m(
         "single-image-past-approval",
         "a stage that requires approvals takes no single image around them",
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,7 +10,9 @@ from typing import Any, TypeVar
 import click
 
 from cloudops.aws.account import AccountCredentials
+from cloudops.aws.s3_stream import DEFAULT_PART_SIZE, DEFAULT_THRESHOLD, MiB, TransferSettings
 from cloudops.cli.settings import retry_policy
+from cloudops.errors import InputError
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.model import load_pipeline
 
@@ -64,6 +67,27 @@ def source_credentials_option(func: F) -> F:
     )(func)
 
 
+def transfer_settings() -> TransferSettings:
+    """Multipart threshold and part size in MiB from $CLOUDOPS_MULTIPART_THRESHOLD_MIB and
+    $CLOUDOPS_PART_SIZE_MIB (tests make them small), workers from $CLOUDOPS_S3_WORKERS."""
+
+    def number(var: str, default: int) -> int:
+        raw = os.environ.get(var)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InputError(f"${var} must be a number, not {raw!r}") from None
+        return max(1, int(value * MiB)) if var.endswith("_MIB") else max(1, int(value))
+
+    return TransferSettings(
+        multipart_threshold=number("CLOUDOPS_MULTIPART_THRESHOLD_MIB", DEFAULT_THRESHOLD),
+        part_size=number("CLOUDOPS_PART_SIZE_MIB", DEFAULT_PART_SIZE),
+        workers=number("CLOUDOPS_S3_WORKERS", 4),
+    )
+
+
 def build_context(
     pipeline_file: str | None,
     *,
@@ -83,4 +107,6 @@ def build_context(
         if source_account:
             pipeline.account(source_account)
             overrides[source_account] = AccountCredentials(env_prefix=source_env_prefix)
-    return PipelineContext(pipeline, credential_overrides=overrides, retry=retry_policy())
+    return PipelineContext(
+        pipeline, credential_overrides=overrides, retry=retry_policy(), transfer=transfer_settings()
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from cloudops.aws.account import AccountCredentials
 from cloudops.aws.ecr import EcrTokenKeychain
 from cloudops.aws.guard import require_registry_of
+from cloudops.aws.s3_stream import TransferSettings
 from cloudops.aws.sessions import AccountSession, SessionFactory
 from cloudops.pipeline.model import Pipeline
 from cloudops.registry.retry import RetryPolicy
@@ -19,12 +20,15 @@ class PipelineContext:
         *,
         credential_overrides: dict[str, AccountCredentials] | None = None,
         retry: RetryPolicy | None = None,
+        transfer: TransferSettings | None = None,
     ):
         self.pipeline = pipeline
         self.sessions = SessionFactory(
             pipeline.accounts, endpoint_url=pipeline.endpoints.aws, overrides=credential_overrides
         )
         self.retry = retry or RetryPolicy()
+        self.transfer = transfer or TransferSettings()
+        """Multipart sizes and workers of package transfers (every path: publish, promote, apply)."""
 
     def session(self, account: str) -> AccountSession:
         self.pipeline.account(account)  # a clear error for an unknown name

@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from cloudops.aws.s3_stream import DEFAULT_PART_SIZE, DEFAULT_THRESHOLD, MiB, TransferSettings
 from cloudops.cli import exit_codes
 from cloudops.cli.context import build_context, pipeline_option
 from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, safe_text, stderr
-from cloudops.errors import InputError
 from cloudops.package import PackageResult, publish_package
-
-
-def transfer_settings() -> TransferSettings:
-    """Multipart threshold and part size in MiB from $CLOUDOPS_MULTIPART_THRESHOLD_MIB and
-    $CLOUDOPS_PART_SIZE_MIB (tests make them small), workers from $CLOUDOPS_S3_WORKERS."""
-
-    def number(var: str, default: int) -> int:
-        raw = os.environ.get(var)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise InputError(f"${var} must be a number, not {raw!r}") from None
-        return max(1, int(value * MiB)) if var.endswith("_MIB") else max(1, int(value))
-
-    return TransferSettings(
-        multipart_threshold=number("CLOUDOPS_MULTIPART_THRESHOLD_MIB", DEFAULT_THRESHOLD),
-        part_size=number("CLOUDOPS_PART_SIZE_MIB", DEFAULT_PART_SIZE),
-        workers=number("CLOUDOPS_S3_WORKERS", 4),
-    )
 
 
 @click.group()
@@ -55,7 +31,11 @@ def publish(file: Path, version: str, as_json: bool, pipeline_file: str | None) 
     its SHA-256 recorded; then make it the build account's current package. Nothing is
     uploaded when the check fails."""
     context = build_context(pipeline_file)
-    result = publish_package(context, file, version, settings=transfer_settings())
+    result = publish_package(
+        context,
+        file,
+        version,
+    )
     _finish_package(result, as_json)
 
 

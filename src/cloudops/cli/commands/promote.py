@@ -116,13 +116,11 @@ def promote_package_cmd(
     (multipart for large packages, parts in parallel, memory bounded) and verified by
     SHA-256 end to end. The destination's current pointer moves only after the new version
     is fully there and verified. Identical content already there: nothing copied."""
-    from cloudops.cli.commands.package import _finish_package, transfer_settings
+    from cloudops.cli.commands.package import _finish_package
     from cloudops.package import promote_package
 
     context = _promotion_context(pipeline_file, to, source, source_credentials_env)
-    result = promote_package(
-        context, to, version=version, source=source, dry_run=dry_run, settings=transfer_settings()
-    )
+    result = promote_package(context, to, version=version, source=source, dry_run=dry_run)
     _finish_package(result, as_json)
 
 
