@@ -54,6 +54,27 @@ def _qa(ctx: Any) -> dict[str, Any]:
     }
 
 
+def _object(ctx: Any, key: str) -> dict[str, Any]:
+    """The JSON document stored under ``key`` in qa's bucket (boto3)."""
+    s3 = ctx.session("qa").client("s3")
+    return dict(json.loads(s3.get_object(Bucket=ctx.pipeline.bucket("qa"), Key=key)["Body"].read()))
+
+
+def _plan_records_added(ctx: Any, before: dict[str, Any]) -> list[dict[str, Any]]:
+    """Assert qa holds what it held ``before`` (``_qa``) but for history records of kind
+    "plan" (what `plan --out` writes): the added records, oldest first."""
+    after = _qa(ctx)
+    assert {k: v for k, v in after.items() if k != "bucket"} == {
+        k: v for k, v in before.items() if k != "bucket"
+    }, "planning wrote into qa's ECR or registry"
+    assert set(before["bucket"]) <= set(after["bucket"]), "planning removed something from qa"
+    added = sorted(set(after["bucket"]) - set(before["bucket"]))
+    assert all(k.startswith("cloudops/history/") for k in added), added
+    records = [_object(ctx, key) for key in added]
+    assert all(r["kind"] == "plan" and r["destination_account"] == "qa" for r in records), records
+    return records
+
+
 def _package_in_qa(ctx: Any) -> tuple[str, str]:
     """(version current.json names, sha256 of the bytes stored under its key), read from qa."""
     s3 = ctx.session("qa").client("s3")
@@ -109,7 +130,12 @@ def test_planning_twice_gives_the_same_hash_and_json_equals_the_file(ctx, tmp_pa
     assert_clean_failure(again, 2, "already exists", "--force")
     assert first.read_text() == one.stdout
     assert _plan(release, first, "--force").returncode == 0
-    assert _qa(ctx) == before, "planning wrote into qa"
+    # Planning writes nothing into qa but, per plan written with --out, one history record
+    # of kind "plan" (three --out runs succeeded above; the refused one wrote nothing).
+    records = _plan_records_added(ctx, before)
+    assert [(r["result"], r["version"], r["plan_hash"]) for r in records] == [
+        ("planned", "2026.11", doc["plan_hash"])
+    ] * 3
 
 
 def test_plan_then_apply_promotes_exactly_the_plan_and_records_its_hash(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -134,7 +160,11 @@ def test_plan_then_apply_promotes_exactly_the_plan_and_records_its_hash(ctx, tmp
     assert [(r["result"], r["version"], r["plan_hash"]) for r in releases] == [
         ("promoted", "2026.11", plan_hash)
     ]
-    assert all(r["plan_hash"] is None for r in records if r["kind"] != "release")
+    # The plan written with --out is in qa's history too, with the same hash; records of
+    # the parts (images, package) carry none.
+    plans = [r for r in records if r["kind"] == "plan"]
+    assert [(r["result"], r["version"], r["plan_hash"]) for r in plans] == [("planned", "2026.11", plan_hash)]
+    assert all(r["plan_hash"] is None for r in records if r["kind"] not in ("release", "plan"))
 
     # A plan is applied once: qa now holds what it planned to copy, so it changed.
     twice = cloudops("apply", str(plan_file))
@@ -172,7 +202,11 @@ def test_a_plan_that_would_move_a_tag_is_refused_at_plan_and_at_apply(ctx, tmp_p
 
     applied = cloudops("apply", str(plan_file))
     assert_clean_failure(applied, 3, "refuses what it would do", "tags never move")
-    assert _qa(ctx) == before and ecr_tags(ctx, "qa", "ep/cortex") == {"8.5.0": squatter}
+    # Only the plan's own history record (result "refused") was written; apply wrote nothing.
+    records = _plan_records_added(ctx, before)
+    assert [(r["result"], r["plan_hash"]) for r in records] == [("refused", doc["plan_hash"])]
+    assert "tags never move" in records[0]["error"]
+    assert ecr_tags(ctx, "qa", "ep/cortex") == {"8.5.0": squatter}
 
 
 def test_an_edited_or_oversized_plan_file_is_refused_with_exit_2(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
