@@ -266,15 +266,22 @@ def deployment_package(pipeline: Pipeline, facts: Facts) -> tuple[list[Finding],
                         uri,
                     )
                 )
-        findings += _lag(name, fact, build, build_current)
+        findings += _lag(pipeline, name, fact, build, build_current)
     return findings, _note(_unchecked(facts, rule))
 
 
-def _lag(name: str, fact: AccountFacts, build: str, build_current: dict[str, str] | None) -> list[Finding]:
+def _lag(
+    pipeline: Pipeline, name: str, fact: AccountFacts, build: str, build_current: dict[str, str] | None
+) -> list[Finding]:
     if build_current is None:
         return []
     current = fact.current_package
     fix = f"promote it stage by stage: cloudops promote package --to {name}"
+    if pipeline.approval(name).required:  # such a stage takes releases only (docs/releases.md)
+        fix = (
+            f"promote a release into it when one is due: cloudops plan --to {name} --release FILE "
+            "--out PLAN.json, cloudops approve PLAN.json, cloudops apply PLAN.json"
+        )
     if current is None and not fact.packages:
         what = f"{name} has no deployment package yet; {build}'s current is {build_current['version']}"
     elif current is not None and current["sha256"] != build_current["sha256"]:
