@@ -36,6 +36,9 @@ class ImageSpec:
     tag: str
     digest: str | None = None
     """When given (a release file pins it), the source tag must still name this digest."""
+    pin_hint: str | None = field(default=None, compare=False)
+    """The fix to print when the source tag names another digest than ``digest`` (default:
+    fix the release file); a backfill pins the digest it listed in ECR."""
 
 
 @dataclass
@@ -148,7 +151,7 @@ async def _promote(
                     raise TagConflictError(
                         f"{image.repository}:{image.tag} in {route.source!r} is {head.digest}, "
                         f"not the pinned {image.digest}",
-                        hint="the release file pins another digest: fix the release file",
+                        hint=image.pin_hint or "the release file pins another digest: fix the release file",
                     )
                 result.source_digest = head.digest
                 current = await dst.head_manifest(image.repository, image.tag)
