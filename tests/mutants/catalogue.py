@@ -646,6 +646,20 @@ MUTANTS: tuple[Mutant, ...] = (
         (RELEASE_PLAN, "move_current=images_ok", "move_current=True"),
     ),
     _m(
+        "backfill-squatter-skipped",
+        "a backfill refuses (never silently skips) a tag the account holds with another digest",
+        (
+            "tests/unit/test_backfill.py::"
+            "test_a_tag_naming_another_digest_at_the_destination_is_refused_and_kept_in_the_batch",
+            "tests/integration/test_backfill.py::test_a_squatting_tag_is_refused_and_the_others_still_land",
+        ),
+        (
+            "src/cloudops/pipeline/backfill.py",
+            "        elif there == image.digest:\n",
+            "        elif True:  # mutant\n",
+        ),
+    ),
+    _m(
         "single-image-past-approval",
         "a stage that requires approvals takes no single image around them",
         (
