@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("config", "config"),
     "audit": ("audit", "audit"),
     "tags": ("tags", "tags"),
+    "lifecycle": ("lifecycle", "lifecycle"),
     "jenkins": ("jenkins", "jenkins"),
     "sandbox": ("sandbox", "sandbox"),
     "demo": ("demo", "demo"),
