@@ -660,6 +660,26 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     _m(
+        "lifecycle-lower-priority-expires",
+        "an image a higher-priority lifecycle rule selected is never expired by a lower one (as ECR)",
+        ("tests/unit/test_lifecycle.py::test_documented_examples",),
+        (
+            "src/cloudops/lifecycle.py",
+            "            if image.digest not in claimed:\n",
+            "            if True:  # mutant\n",
+        ),
+    ),
+    _m(
+        "lifecycle-in-use-unflagged",
+        "a lifecycle rule that would expire what a current or kept release uses is flagged",
+        ("tests/integration/test_lifecycle_preview.py::test_preview_marks_what_a_release_uses_and_exits_4",),
+        (
+            "src/cloudops/lifecycle_preview.py",
+            "ExpiringImage(repository, e.expiry, tuple(uses.get((repository, e.expiry.image.digest), ())))",
+            "ExpiringImage(repository, e.expiry, ())",
+        ),
+    ),
+    _m(
         "single-image-past-approval",
         "a stage that requires approvals takes no single image around them",
         (
