@@ -20,10 +20,10 @@ from cloudops.audit.policy import ANYONE, PolicyError, push_grants
 from cloudops.audit.rules import judge
 from cloudops.aws.codecommit import CodeCommitRepositories
 from cloudops.cli.main import cli
-from cloudops.package import promote_package, publish_package
+from cloudops.package import publish_package
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.model import parse_pipeline
-from cloudops.pipeline.promote import ImageSpec, promote_images
+from cloudops.release_plan import promote_release
 from cloudops.sandbox import config_seed, violations, world
 from cloudops.sandbox.seed import build_package
 from tests.support.sandbox import context_for, init_all, publish
@@ -56,14 +56,19 @@ def ctx(sandbox: world.SandboxState, tmp_path: Path) -> PipelineContext:
 
 
 def _release(ctx: PipelineContext, tmp_path: Path, *, version: str = "1.0") -> None:
-    """What the pipeline does: build in the build account, promote image and package to qa."""
-    publish(ctx, "build", "ep/cortex", version)
-    [promoted] = promote_images(ctx, "qa", [ImageSpec("ep/cortex", version)])
-    assert promoted.ok, promoted.error
+    """What the pipeline does: build in the build account, promote a release (two images
+    and the package) to qa, which records it as qa's current release."""
+    for repository in ("ep/cortex", "ep/search"):
+        publish(ctx, "build", repository, version)
     package = tmp_path / f"package-{version}.zip"
     build_package(package, version, size=64 * 1024)
     publish_package(ctx, package, version)
-    assert promote_package(ctx, "qa", version=version).ok
+    release = tmp_path / f"release-{version}.yaml"
+    release.write_text(
+        f'release: "{version}"\nimages:\n  - {{repository: ep/cortex, tag: "{version}"}}\n'
+        f'  - {{repository: ep/search, tag: "{version}"}}\npackage: {{version: "{version}"}}\n'
+    )
+    assert promote_release(ctx, "qa", release).ok
 
 
 def _counted(report: AuditReport) -> set[tuple[str, str | None]]:
@@ -80,9 +85,11 @@ def test_clean_setup_audits_clean(ctx: PipelineContext, tmp_path: Path) -> None:
             "ownership",
             "source-repositories",
             "ecr-push-policy",
+            "repository-settings",
             "image-provenance",
             "deployment-package",
             "config",
+            "lifecycle-guard",
         ],
         "passed",
     )
@@ -134,7 +141,7 @@ def test_clean_setup_audits_clean(ctx: PipelineContext, tmp_path: Path) -> None:
 def test_each_rule_fires_on_a_setup_built_to_break_it(ctx: PipelineContext, tmp_path: Path) -> None:
     _release(ctx, tmp_path)
     broken = violations.introduce(ctx)
-    assert len(broken) == 8
+    assert len(broken) == 9
     swapped = PipelineContext(ctx.pipeline, credential_overrides=violations.swapped_credentials(ctx.pipeline))
 
     report = run_audit(swapped)
@@ -148,6 +155,7 @@ def test_each_rule_fires_on_a_setup_built_to_break_it(ctx: PipelineContext, tmp_
         ("deployment-package", "preprod"),
         ("config", "prod"),
         ("config", "preprod"),
+        ("lifecycle-guard", "qa"),
     }, [f.what for f in report.findings]
     # A bucket of another account needs a pipeline file of its own: test_bucket_owner.py.
     assert all(r.status == "failed" for r in report.rules if r.rule != "ownership")
@@ -174,6 +182,7 @@ def test_each_rule_fires_on_a_setup_built_to_break_it(ctx: PipelineContext, tmp_
         "image-provenance",
         "deployment-package",
         "config",
+        "lifecycle-guard",
     }
 
     # What the demo does before its audit: repair, then the clean seed; the audit is clean again.
@@ -217,6 +226,8 @@ def test_hosting_account_and_package_details(ctx: PipelineContext, tmp_path: Pat
     found = {(f.rule, f.account, f.severity): f for f in report.findings}
     assert set(found) == {
         ("source-repositories", "build", "error"),
+        # The pipeline's repositories: section wants no policy: a pull grant is drift, not a push grant.
+        ("repository-settings", "qa", "warning"),
         ("deployment-package", "qa", "warning"),
         ("deployment-package", "qa", "info"),
         ("deployment-package", "preprod", "info"),

@@ -19,6 +19,7 @@ import botocore.exceptions
 
 from cloudops.aws import s3_owner
 from cloudops.aws.codecommit import CodeCommitRepositories
+from cloudops.aws.ecr import RepositoryState, lifecycle_policy_text, repository_from_description
 from cloudops.aws.guard import caller_account
 from cloudops.aws.s3_json import read_json_object
 from cloudops.aws.sessions import AccountSession, aws_error
@@ -35,6 +36,11 @@ POINTER_NAME = "current.json"
 class RepositoryFacts:
     policy: str | None = None
     images: dict[str, list[str]] = field(default_factory=dict)  # digest -> tags
+    # What DescribeRepositories says (tag mutability, scan on push, encryption); None
+    # when not read.
+    state: RepositoryState | None = None
+    lifecycle: str | None = None  # the lifecycle policy's text; read for pipeline images only
+    lifecycle_read: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,9 @@ def gather(context: PipelineContext, name: str) -> AccountFacts:
     _part(facts, "image-provenance", lambda: _repositories(facts, session))
     if "image-provenance" in facts.unchecked:
         facts.unchecked["ecr-push-policy"] = facts.unchecked["image-provenance"]
+        facts.unchecked["repository-settings"] = facts.unchecked["image-provenance"]
+    elif pipeline.repositories is not None:  # without the section, lifecycles are not managed
+        _part(facts, "repository-settings", lambda: _lifecycles(facts, session, pipeline.images))
     _part(facts, "deployment-package", lambda: _packages(facts, session, pipeline.deployment_package.key))
     return facts
 
@@ -151,7 +160,9 @@ def _repositories(facts: AccountFacts, session: AccountSession) -> None:
     try:
         for page in ecr.get_paginator("describe_repositories").paginate(registryId=facts.account_id):
             for repo in page.get("repositories", []):
-                facts.repositories[repo["repositoryName"]] = RepositoryFacts()
+                facts.repositories[repo["repositoryName"]] = RepositoryFacts(
+                    state=repository_from_description(repo)
+                )
         for name, repo_facts in facts.repositories.items():
             repo_facts.policy = _policy(ecr, facts.account_id, name)
             pages = ecr.get_paginator("describe_images").paginate(
@@ -162,6 +173,19 @@ def _repositories(facts: AccountFacts, session: AccountSession) -> None:
                     repo_facts.images[image["imageDigest"]] = list(image.get("imageTags", []))
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise aws_error(exc, what) from None
+
+
+def _lifecycles(facts: AccountFacts, session: AccountSession, images: list[str]) -> None:
+    """The lifecycle policy of every pipeline image's repository (the settings rule)."""
+    ecr: Any = session.client("ecr")
+    try:
+        for name in images:
+            repo_facts = facts.repositories.get(name)
+            if repo_facts is not None:
+                repo_facts.lifecycle = lifecycle_policy_text(ecr, facts.account_id, name)
+                repo_facts.lifecycle_read = True
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise aws_error(exc, f"reading ECR lifecycle policies of {facts.name!r}") from None
 
 
 def _policy(ecr: Any, account_id: str, name: str) -> str | None:

@@ -14,9 +14,13 @@ RULES: dict[str, str] = {
     "ownership": "each account's bucket and ECR registry belong to that account",
     "source-repositories": "each source repository exists once, in its hosting account",
     "ecr-push-policy": "no ECR repository policy lets another account push",
+    "repository-settings": "every image repository has pipeline.yaml's settings (immutable tags, scanning, "
+    "encryption, lifecycle, policy)",
     "image-provenance": "every image in a downstream account was built in the build account",
     "deployment-package": "every account's deployment package was published in the build account",
     "config": "config is unique to each account and names only its own resources",
+    "lifecycle-guard": "no ECR lifecycle rule expires an image the current release or a release kept for "
+    "rollback uses",
 }
 
 

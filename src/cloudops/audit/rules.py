@@ -5,10 +5,12 @@ not check (an unreachable account is a finding of its own, under "identity")."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from cloudops.audit.facts import AccountFacts
-from cloudops.audit.findings import Finding, RuleResult
+from cloudops.audit.findings import Finding, RuleResult, Severity
 from cloudops.audit.policy import ANYONE, PolicyError, push_grants
+from cloudops.aws.ecr import desired_repository, read_policy_document, repository_drift
 from cloudops.config import check_config
 from cloudops.pipeline.model import Pipeline, check_rules
 from cloudops.refs import parse_ecr_host
@@ -183,6 +185,73 @@ def ecr_push_policy(pipeline: Pipeline, facts: Facts) -> tuple[list[Finding], st
     return findings, _note(_unchecked(facts, rule))
 
 
+def repository_settings(pipeline: Pipeline, facts: Facts) -> tuple[list[Finding], str]:
+    """Each pipeline image's repository, in every account, has pipeline.yaml's settings
+    (repositories: section): an error for mutable tags or another encryption, a warning
+    for any other drift, for a missing repository, and for tags pipeline.yaml itself lets
+    move (MUTABLE)."""
+    rule = "repository-settings"
+    findings: list[Finding] = []
+    managed = pipeline.repositories is not None
+    for name, fact in facts.items():
+        if not fact.checked(rule):
+            continue
+        init = f"cloudops init {name}"
+        for repo in pipeline.images:
+            desired = desired_repository(pipeline.repository_settings(repo), name)
+            repo_facts = fact.repositories.get(repo)
+            if repo_facts is None:
+                findings.append(
+                    Finding(
+                        rule,
+                        "warning",
+                        name,
+                        f"ECR repository {repo} does not exist in {name}",
+                        f"create it with pipeline.yaml's settings: {init}",
+                        f"ecr:{repo}",
+                    )
+                )
+                continue
+            if repo_facts.state is None:
+                continue  # not described (hand-made facts)
+            state = replace(
+                repo_facts.state,
+                lifecycle=read_policy_document(repo_facts.lifecycle),
+                policy=read_policy_document(repo_facts.policy),
+                policies_read=repo_facts.lifecycle_read,
+            )
+            for drift in repository_drift(state, desired):
+                mutable = drift.setting == "tag_immutability" and state.tag_mutability != "IMMUTABLE"
+                severity: Severity = "error" if drift.setting == "encryption" or mutable else "warning"
+                findings.append(
+                    Finding(
+                        rule,
+                        severity,
+                        name,
+                        f"ECR repository {repo} in {name}: {drift.setting} is {drift.was}, pipeline.yaml "
+                        f"says {drift.now}",
+                        drift.fix
+                        if not drift.correctable
+                        else f"correct it: {init} (--dry-run first to see it)",
+                        f"ecr:{repo}",
+                    )
+                )
+            if desired.tag_mutability == "MUTABLE" and state.tag_mutability == "MUTABLE":
+                findings.append(
+                    Finding(
+                        rule,
+                        "warning",
+                        name,
+                        f"ECR repository {repo} in {name} has mutable tags, as pipeline.yaml asks: a tag "
+                        "can then be moved to another image after it was promoted",
+                        f"set tag_immutability: IMMUTABLE for {repo} in pipeline.yaml, then {init}",
+                        f"ecr:{repo}",
+                    )
+                )
+    note = "" if managed else "lifecycle and repository policies not managed (no repositories: section)"
+    return findings, _note(_unchecked(facts, rule), note)
+
+
 def image_provenance(pipeline: Pipeline, facts: Facts) -> tuple[list[Finding], str]:
     rule = "image-provenance"
     build = pipeline.build_account
@@ -309,6 +378,7 @@ ALL_RULES: list[tuple[str, Rule]] = [
     ("ownership", ownership),
     ("source-repositories", source_repositories),
     ("ecr-push-policy", ecr_push_policy),
+    ("repository-settings", repository_settings),
     ("image-provenance", image_provenance),
     ("deployment-package", deployment_package),
     ("config", config),

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cloudops.audit.facts import AccountFacts, gather
 from cloudops.audit.findings import AuditReport
+from cloudops.audit.lifecycle_rule import lifecycle_guard
 from cloudops.audit.rules import judge
 from cloudops.pipeline.context import PipelineContext
 
@@ -18,4 +19,8 @@ def run_audit(context: PipelineContext) -> AuditReport:
             zip(names, pool.map(lambda n: gather(context, n), names), strict=True)
         )
     findings, rules = judge(context.pipeline, facts)
+    # Reads the accounts again (policies, images, releases): its own facts, lifecycle_rule.py.
+    lifecycle_findings, lifecycle_result = lifecycle_guard(context, names)
+    findings += lifecycle_findings
+    rules.append(lifecycle_result)
     return AuditReport(findings, rules, {name: fact.summary() for name, fact in facts.items()})

@@ -13,18 +13,33 @@ steps, as in promo-tools' schema package. Every message names the file and line.
     source_repositories: {account: build, names: [cloudcore-for-aws, docker]}
     endpoints: {aws: URL, registries: {qa: HOST}, insecure_registries: false}
     approvals: {prod: {approvers: ["arn:aws:sts::444444444444:assumed-role/release-approver/*"]}}
+    repositories:                      # the ECR repositories' settings (docs/accounts.md)
+      defaults: {tag_immutability: IMMUTABLE, scan_on_push: true, encryption: {type: AES256},
+                 lifecycle: {keep_untagged_days: 14, keep_last_tags: 50}, policy: null}
+      overrides: {ep/cortex: {lifecycle: {keep_last_tags: 100}}}
 """
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
+import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cloudops.aws.account import Account
 from cloudops.errors import InputError
@@ -89,6 +104,181 @@ class Approval(_Strict):
 NO_APPROVAL = Approval(required=False)
 
 
+# --- repositories: the settings of every pipeline image's ECR repository (docs/accounts.md) --
+
+MAX_REPOSITORY_POLICY_CHARS = 10_240
+"""ECR's limit on a repository policy's text."""
+MAX_LIFECYCLE_POLICY_CHARS = 30_720
+"""ECR's limit on a lifecycle policy's text."""
+MAX_JSON_DEPTH = 16
+MAX_LIFECYCLE_RULES = 100
+KMS_KEY_ARN_RE = re.compile(
+    r"arn:(aws[a-z-]*):kms:([a-z]{2}(?:-[a-z]+)+-[0-9]):([0-9]{12}):key/([A-Za-z0-9-]{1,128})"
+)
+TAG_STATUSES = ("tagged", "untagged", "any")
+
+
+def _json_document(value: Any, what: str, limit: int) -> dict[str, Any] | None:
+    """A JSON object as written in YAML, checked to be JSON (string keys; no NaN; a YAML
+    date such as an unquoted ``Version: 2012-10-17`` read back as the text it was) and
+    bounded (depth, and ``limit`` characters once serialized, ECR's own limit)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is a JSON object (a YAML mapping) or null")
+    document = _json_value(value, what, 0)
+    try:
+        text = json.dumps(document, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        raise ValueError(f"{what} holds a number JSON cannot carry (NaN or infinity)") from None
+    if len(text) > limit:
+        raise ValueError(f"{what} is {len(text)} characters as JSON; ECR takes at most {limit}")
+    return document  # type: ignore[no-any-return]
+
+
+def _json_value(value: Any, what: str, depth: int) -> Any:
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{what}: the key {str(key)[:40]!r} is not a string (quote it)")
+            out[key] = _json_value(item, what, depth + 1)
+        return out
+    if isinstance(value, list):
+        return [_json_value(item, what, depth + 1) for item in value]
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()  # YAML read "2012-10-17" as a date: JSON means the text
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    raise ValueError(f"{what} holds a value JSON cannot carry ({type(value).__name__})")
+
+
+class Encryption(_Strict):
+    """How a repository's images are encrypted at rest. Chosen when the repository is
+    created: ECR cannot change it afterwards."""
+
+    type: Literal["AES256", "KMS"] = "AES256"
+    kms_key: dict[str, str] | None = None
+    """With KMS: the key ARN per account name (a key of that account and region). Without
+    it, KMS uses the account's AWS-managed key (aws/ecr)."""
+
+    @model_validator(mode="after")
+    def _key_only_with_kms(self) -> Encryption:
+        if self.kms_key is not None and self.type != "KMS":
+            raise ValueError("kms_key is for type: KMS only")
+        return self
+
+
+_Days = Annotated[int, Field(strict=True, ge=1, le=36_500)]
+_Count = Annotated[int, Field(strict=True, ge=1, le=100_000)]
+
+
+class Lifecycle(_Strict):
+    """A repository's lifecycle policy: the short form (expanded into ECR's JSON rules),
+    or ``policy:``, ECR's own lifecycle policy document."""
+
+    keep_untagged_days: _Days | None = None
+    """Expire untagged images pushed more than this many days ago."""
+    keep_last_tags: _Count | None = None
+    """Keep this many images (any tag status, newest first); expire the older ones."""
+    policy: dict[str, Any] | None = None
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_json(cls, value: Any) -> dict[str, Any] | None:
+        return _json_document(value, "the lifecycle policy", MAX_LIFECYCLE_POLICY_CHARS)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Lifecycle:
+        short = self.keep_untagged_days is not None or self.keep_last_tags is not None
+        if self.policy is not None and short:
+            raise ValueError("give either keep_untagged_days/keep_last_tags or policy, not both")
+        if self.policy is not None:
+            _check_lifecycle_rules(self.policy)
+        return self
+
+
+def _check_lifecycle_rules(policy: dict[str, Any]) -> None:
+    """The shape ECR requires of a lifecycle policy, checked before any account sees it."""
+    rules = policy.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise ValueError('a lifecycle policy has "rules": a non-empty list (ECR\'s lifecycle policy JSON)')
+    if len(rules) > MAX_LIFECYCLE_RULES:
+        raise ValueError(f"a lifecycle policy has at most {MAX_LIFECYCLE_RULES} rules")
+    priorities: list[int] = []
+    for index, rule in enumerate(rules, 1):
+        if not isinstance(rule, dict):
+            raise ValueError(f"lifecycle rule {index} is not an object")
+        priority = rule.get("rulePriority")
+        if not isinstance(priority, int) or isinstance(priority, bool) or priority < 1:
+            raise ValueError(f"lifecycle rule {index}: rulePriority is a positive integer")
+        if priority in priorities:
+            raise ValueError(f"lifecycle rule {index}: rulePriority {priority} is used twice")
+        priorities.append(priority)
+        selection = rule.get("selection")
+        if not isinstance(selection, dict) or selection.get("tagStatus") not in TAG_STATUSES:
+            raise ValueError(
+                f"lifecycle rule {index}: selection.tagStatus is one of {', '.join(TAG_STATUSES)}"
+            )
+        if rule.get("action") != {"type": "expire"}:
+            raise ValueError(f'lifecycle rule {index}: action is {{"type": "expire"}}')
+    anys = [r["rulePriority"] for r in rules if r["selection"]["tagStatus"] == "any"]
+    if anys and (len(anys) > 1 or anys[0] != max(priorities)):
+        raise ValueError(
+            'a lifecycle rule with tagStatus "any" must be the only one and have the highest rulePriority'
+        )
+
+
+class RepositorySettings(_Strict):
+    """The settings of one ECR repository (defaults, an override, or the two merged)."""
+
+    tag_immutability: Literal["IMMUTABLE", "MUTABLE"] = "IMMUTABLE"
+    scan_on_push: StrictBool = True
+    encryption: Encryption = Encryption()
+    lifecycle: Lifecycle | None = None
+    """None: no lifecycle policy (init deletes one it finds)."""
+    policy: dict[str, Any] | None = None
+    """The repository policy document; None: none (init deletes one it finds)."""
+
+    # False when pipeline.yaml has no repositories: section: lifecycle and repository
+    # policies are then left as they are (neither set nor deleted nor reported).
+    _manages_policies: bool = PrivateAttr(True)
+
+    @property
+    def manages_policies(self) -> bool:
+        return self._manages_policies
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_json(cls, value: Any) -> dict[str, Any] | None:
+        return _json_document(value, "the repository policy", MAX_REPOSITORY_POLICY_CHARS)
+
+    def merged(self, override: RepositorySettings) -> RepositorySettings:
+        """These settings with what ``override`` sets explicitly (an explicit null
+        included). Two short-form lifecycles merge key by key."""
+        update = {key: getattr(override, key) for key in override.model_fields_set}
+        mine, theirs = self.lifecycle, override.lifecycle
+        if (
+            "lifecycle" in update
+            and mine is not None
+            and theirs is not None
+            and mine.policy is None
+            and theirs.policy is None
+        ):
+            update["lifecycle"] = mine.model_copy(
+                update={key: getattr(theirs, key) for key in theirs.model_fields_set}
+            )
+        return self.model_copy(update=update)
+
+
+class Repositories(_Strict):
+    defaults: RepositorySettings = RepositorySettings()
+    overrides: dict[str, RepositorySettings] = {}
+    """Per pipeline image: the settings that differ from the defaults."""
+
+
 class Pipeline(_Strict):
     accounts: dict[str, Account]
     stages: list[str]
@@ -101,6 +291,9 @@ class Pipeline(_Strict):
     """Allow promoting past a stage (build straight to prod). Off: every stage in order."""
     approvals: dict[str, Approval] = {}
     """Per stage: who must approve a release before it is applied there."""
+    repositories: Repositories | None = None
+    """The settings of every pipeline image's repository (docs/accounts.md). Without the
+    section: the defaults, and lifecycle and repository policies left as they are."""
 
     # Where the file was read from; set by load_pipeline.
     path: Path | None = Field(None, exclude=True)
@@ -134,6 +327,18 @@ class Pipeline(_Strict):
         if stage in self.approvals:
             return self.approvals[stage]
         return Approval() if self.stages and stage == self.stages[-1] else NO_APPROVAL
+
+    def repository_settings(self, name: str) -> RepositorySettings:
+        """The settings of image repository ``name``: the defaults merged with its
+        override (what the override sets explicitly wins)."""
+        section = self.repositories or Repositories()
+        settings = section.defaults
+        override = section.overrides.get(name)
+        if override is not None:
+            settings = settings.merged(override)
+        settings = settings.model_copy()
+        settings._manages_policies = self.repositories is not None
+        return settings
 
     def previous_stage(self, name: str) -> str | None:
         index = self.stages.index(name)
@@ -326,7 +531,110 @@ def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
         )
     problems += _approval_rules(pipeline)
     problems += _ownership_rules(pipeline)
+    problems += _repository_rules(pipeline)
     return problems
+
+
+def _repository_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
+    """repositories: overrides name pipeline images; a KMS key per account is that
+    account's own (id and region); no repository policy lets another account push."""
+    section = pipeline.repositories
+    if section is None:
+        return []
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for name in section.overrides:
+        if name not in pipeline.images:
+            problems.append(
+                (
+                    ("repositories", "overrides", name),
+                    f"override for {name!r}, which is not a pipeline image "
+                    f"(images: {', '.join(pipeline.images) or 'none'}): fix the name or add it to images",
+                )
+            )
+    blocks = [(("repositories", "defaults"), section.defaults)] + [
+        (("repositories", "overrides", name), settings) for name, settings in section.overrides.items()
+    ]
+    for where, settings in blocks:
+        problems += _kms_rules(pipeline, (*where, "encryption"), settings.encryption)
+        if settings.policy is not None:
+            problems += _policy_rules(pipeline, (*where, "policy"), settings.policy)
+    return problems
+
+
+def _kms_rules(
+    pipeline: Pipeline, where: tuple[Any, ...], encryption: Encryption
+) -> list[tuple[tuple[Any, ...], str]]:
+    if encryption.kms_key is None:
+        return []
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for name, arn in encryption.kms_key.items():
+        if name not in pipeline.accounts:
+            problems.append(((*where, "kms_key", name), f"kms_key for {name!r}, which is not an account"))
+            continue
+        account = pipeline.accounts[name]
+        match = KMS_KEY_ARN_RE.fullmatch(arn)
+        if match is None:
+            problems.append(
+                (
+                    (*where, "kms_key", name),
+                    f"kms_key of {name} is not a KMS key ARN: write "
+                    f"arn:aws:kms:{account.region}:{account.account_id}:key/KEY-ID (ECR records the "
+                    "key's ARN, not an alias)",
+                )
+            )
+        elif (match.group(3), match.group(2)) != (account.account_id, account.region):
+            problems.append(
+                (
+                    (*where, "kms_key", name),
+                    f"kms_key of {name} is a key of account {match.group(3)} in {match.group(2)}, not "
+                    f"{name}'s ({account.account_id} in {account.region}): each account encrypts "
+                    "with a key of its own, in its region",
+                )
+            )
+    missing = [
+        name for name in pipeline.stages if name in pipeline.accounts and name not in encryption.kms_key
+    ]
+    if missing:
+        problems.append(
+            (
+                (*where, "kms_key"),
+                f"kms_key has no key for {', '.join(missing)}: give every account its own key "
+                "(or leave kms_key out to use each account's AWS-managed key)",
+            )
+        )
+    return problems
+
+
+def _policy_rules(
+    pipeline: Pipeline, where: tuple[Any, ...], policy: dict[str, Any]
+) -> list[tuple[tuple[Any, ...], str]]:
+    # Imported here: the audit package imports this module.
+    from cloudops.audit.policy import ANYONE, PolicyError, push_grants
+
+    text = json.dumps(policy)
+    by_id = {a.account_id: n for n, a in pipeline.accounts.items()}
+    for name in pipeline.stages:
+        account = pipeline.accounts.get(name)
+        if account is None:
+            continue
+        try:
+            grants = push_grants(text, account.account_id)
+        except PolicyError as error:
+            return [(where, str(error))]
+        for grant in grants:
+            who = "anyone" if grant.principal == ANYONE else f"account {grant.principal}"
+            if grant.principal in by_id:
+                who += f" ({by_id[grant.principal]})"
+            sid = f" {grant.sid!r}" if grant.sid else ""
+            return [
+                (
+                    where,
+                    f"the repository policy lets {who} push into {name}'s repositories "
+                    f"({', '.join(grant.actions)}): only each account writes its own ECR; remove the "
+                    f"statement{sid} or reduce it to pull actions",
+                )
+            ]
+    return []
 
 
 def _approval_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:

@@ -8,6 +8,8 @@ undoes exactly these, so a later plain `cloudops demo` ends with a clean audit a
     ecr-push-policy      preprod's first image repository lets qa push
     image-provenance     an image pushed straight into qa, never built in the build account
     deployment-package   a package in preprod's bucket the build account never published
+    lifecycle-guard      qa's second image repository keeps only its newest tagged image:
+                         the release images qa runs (older than the rogue image) would expire
     config               prod pointing at qa's database with qa's password, preprod's
                          author.env a symlink to qa's, an unparsable line in prod's author.env
 """
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
@@ -26,6 +29,7 @@ import botocore.exceptions
 
 from cloudops.aws.account import AccountCredentials
 from cloudops.aws.codecommit import CodeCommitRepositories
+from cloudops.aws.ecr import desired_repository
 from cloudops.config.envfile import read_env_file
 from cloudops.config.tree import CONFIG_SUBDIR
 from cloudops.oci import OCI_MANIFEST
@@ -38,6 +42,21 @@ from cloudops.sandbox.seed import build_image, publish_image
 ROGUE_TAG = "hotfix-local"
 ROGUE_VERSION = "hotfix-local"
 ROGUE_SCALE = 0.01
+KEEP_NEWEST_ONE = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "description": "keep only the newest tagged image (a violation: releases run older ones)",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPatternList": ["*"],
+                "countType": "imageCountMoreThan",
+                "countNumber": 1,
+            },
+            "action": {"type": "expire"},
+        }
+    ]
+}
 
 
 def swapped_credentials(pipeline: Pipeline) -> dict[str, AccountCredentials]:
@@ -69,8 +88,12 @@ def introduce(context: PipelineContext) -> list[str]:
     ecr: Any = context.session(preprod).client("ecr")
     ecr.set_repository_policy(repositoryName=image, policyText=json.dumps(_push_policy(pipeline, qa)))
     done.append(f"ecr-push-policy: {preprod}'s {image} lets {qa} push")
+    time.sleep(1.1)  # moto records push times to the second: the rogue image is the newest
     digest = asyncio.run(_push_rogue_image(context, qa, other))
     done.append(f"image-provenance: {other}:{ROGUE_TAG} ({digest[:19]}) pushed straight into {qa}")
+    qa_ecr: Any = context.session(qa).client("ecr")
+    qa_ecr.put_lifecycle_policy(repositoryName=other, lifecyclePolicyText=json.dumps(KEEP_NEWEST_ONE))
+    done.append(f"lifecycle-guard: {qa}'s {other} keeps only its newest tagged image")
     key = _rogue_package_key(pipeline)
     body = b"a package built by hand in " + preprod.encode()
     s3: Any = context.session(preprod).client("s3")
@@ -173,6 +196,12 @@ def repair(context: PipelineContext) -> None:
     qa_ecr: Any = context.session(qa).client("ecr")
     other = pipeline.images[1 % len(pipeline.images)]
     _quietly(lambda: qa_ecr.batch_delete_image(repositoryName=other, imageIds=[{"imageTag": ROGUE_TAG}]))
+    wanted = desired_repository(pipeline.repository_settings(other), qa)
+    if wanted.manage_policies and wanted.lifecycle is not None:  # pipeline.yaml's own policy back
+        lifecycle = json.dumps(wanted.lifecycle)
+        _quietly(lambda: qa_ecr.put_lifecycle_policy(repositoryName=other, lifecyclePolicyText=lifecycle))
+    else:
+        _quietly(lambda: qa_ecr.delete_lifecycle_policy(repositoryName=other))
     s3: Any = context.session(preprod).client("s3")
     _quietly(lambda: s3.delete_object(Bucket=pipeline.bucket(preprod), Key=_rogue_package_key(pipeline)))
     write_config(pipeline, overwrite=True)

@@ -455,5 +455,14 @@ def pipeline_yaml(state: SandboxState) -> str:
         f'    approvers: ["arn:aws:sts::{ACCOUNTS[LAST]}:assumed-role/release-approver/*"]',
         "    jenkins_submitters: [release-managers]",
         f"    jenkins_credentials_id: cloudops-{LAST}-approver",
+        "# Every image repository's settings: `cloudops init` applies them, `cloudops audit`",
+        "# reports drift from them (docs/accounts.md).",
+        "repositories:",
+        "  defaults:",
+        "    tag_immutability: IMMUTABLE",
+        "    scan_on_push: true",
+        "    encryption: {type: AES256}",
+        "    lifecycle: {keep_untagged_days: 14, keep_last_tags: 50}",
+        "    policy: null",
     ]
     return "\n".join(lines) + "\n"
