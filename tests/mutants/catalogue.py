@@ -237,15 +237,28 @@ MUTANTS: tuple[Mutant, ...] = (
     _m(
         "ecr-mutable",
         "`init` makes every repository tag-immutable (and fixes one that is not)",
-        (PROMOTION, "tests/integration/test_audit.py"),
+        (
+            "tests/integration/test_repository_settings.py::"
+            "test_init_applies_every_setting_and_a_second_run_changes_nothing",
+            "tests/integration/test_repository_settings.py::"
+            "test_drift_is_reported_by_audit_and_dry_run_and_corrected_by_init",
+            PROMOTION,
+        ),
         (
             ECR,
-            "                        repositoryName=state.name,\n"
-            '                        imageTagMutability="IMMUTABLE",',
-            "                        repositoryName=state.name,\n"
-            '                        imageTagMutability="MUTABLE",',
+            '            "imageTagMutability": self.tag_mutability,',
+            '            "imageTagMutability": "MUTABLE",',
         ),
-        (ECR, "            if not state.immutable:", "            if False:  # mutant"),
+        (ECR, "    if state.tag_mutability != desired.tag_mutability:", "    if False:  # mutant"),
+    ),
+    _m(
+        "settings-drift-unseen",
+        "a repository setting that drifted from pipeline.yaml is reported and corrected (scan on push)",
+        (
+            "tests/integration/test_repository_settings.py::"
+            "test_drift_is_reported_by_audit_and_dry_run_and_corrected_by_init",
+        ),
+        (ECR, "    if state.scan_on_push != desired.scan_on_push:", "    if False:  # mutant"),
     ),
     _m(
         "package-version-overwrite-publish",
