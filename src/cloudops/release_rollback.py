@@ -37,7 +37,7 @@ from cloudops.release_current import LOG_PREFIX, CurrentRelease, ReleaseStore, r
 from cloudops.release_current import store_for as release_store_for
 from cloudops.release_gates import require_gates
 from cloudops.release_plan import execute_plan, plan_release
-from cloudops.report.matrix import version_key
+from cloudops.versions import version_key
 
 MAX_LOG_KEYS = 10_000
 """Release log keys listed at most (ten list pages); the newest are kept."""

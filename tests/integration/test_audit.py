@@ -16,7 +16,6 @@ from click.testing import CliRunner, Result
 from cloudops.audit import run_audit
 from cloudops.audit.facts import AccountFacts, PackageObject, RepositoryFacts
 from cloudops.audit.findings import AuditReport
-from cloudops.audit.policy import ANYONE, PolicyError, push_grants
 from cloudops.audit.rules import judge
 from cloudops.aws.codecommit import CodeCommitRepositories
 from cloudops.cli.main import cli
@@ -24,6 +23,7 @@ from cloudops.package import publish_package
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.model import parse_pipeline
 from cloudops.release_plan import promote_release
+from cloudops.repository_policy import ANYONE, PolicyError, push_grants
 from cloudops.sandbox import config_seed, violations, world
 from cloudops.sandbox.seed import build_package
 from tests.support.sandbox import context_for, init_all, publish

@@ -9,11 +9,11 @@ from dataclasses import replace
 
 from cloudops.audit.facts import AccountFacts
 from cloudops.audit.findings import Finding, RuleResult, Severity
-from cloudops.audit.policy import ANYONE, PolicyError, push_grants
 from cloudops.aws.ecr import desired_repository, read_policy_document, repository_drift
 from cloudops.config import check_config
 from cloudops.pipeline.model import Pipeline, check_rules
 from cloudops.refs import parse_ecr_host
+from cloudops.repository_policy import ANYONE, PolicyError, push_grants
 
 Facts = dict[str, AccountFacts]
 Rule = Callable[[Pipeline, Facts], tuple[list[Finding], str]]

@@ -39,7 +39,7 @@ from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.promote import ImagePromotion, ImageSpec, promote_images
 from cloudops.pipeline.stages import Route, promotion_route, require_outside_release_approval
 from cloudops.refs import validate_digest, validate_tag
-from cloudops.report.matrix import version_key
+from cloudops.versions import version_key
 
 MAX_TAGS = 10_000
 """Tags read from one repository of one account before the backfill is refused."""

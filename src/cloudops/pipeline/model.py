@@ -45,6 +45,7 @@ from cloudops.aws.account import Account
 from cloudops.errors import InputError
 from cloudops.pipeline.yamlload import YamlBoundsError, YamlValueError, compose_and_load, read_bounded
 from cloudops.refs import ReferenceError, ecr_host, parse_ecr_host, validate_repository
+from cloudops.repository_policy import ANYONE, PolicyError, push_grants
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -608,9 +609,6 @@ def _kms_rules(
 def _policy_rules(
     pipeline: Pipeline, where: tuple[Any, ...], policy: dict[str, Any]
 ) -> list[tuple[tuple[Any, ...], str]]:
-    # Imported here: the audit package imports this module.
-    from cloudops.audit.policy import ANYONE, PolicyError, push_grants
-
     text = json.dumps(policy)
     by_id = {a.account_id: n for n, a in pipeline.accounts.items()}
     for name in pipeline.stages:

@@ -15,7 +15,7 @@ from typing import Any
 from cloudops.errors import CloudopsError
 from cloudops.refs import Reference, validate_tag
 from cloudops.registry import NotFoundError, RegistrySession
-from cloudops.report.matrix import version_key
+from cloudops.versions import version_key
 
 MAX_TAGS = 100_000
 """Tags read from one repository before reading stops."""
