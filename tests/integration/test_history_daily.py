@@ -125,8 +125,10 @@ def _read(context: PipelineContext, *, daily: bool, limit: int = 10_000) -> tupl
 @pytest.fixture
 def past(ctx: PipelineContext) -> Iterator[tuple[PipelineContext, datetime, datetime]]:
     """Two past days of qa's records (3 and 2 days ago), none compacted yet."""
-    now = datetime.now(UTC)
-    first, second = now - timedelta(days=3), now - timedelta(days=2)
+    # Noon of past days: records a few minutes later stay on the same day whenever the
+    # test runs (at 23:57, "3 days ago + 5 minutes" would be another day).
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    first, second = noon - timedelta(days=3), noon - timedelta(days=2)
     for n in range(6):
         _write(ctx, _record(ctx, first + timedelta(seconds=n), n))
     for n in range(6, 10):
@@ -163,8 +165,8 @@ def test_appending_compacts_past_days_and_never_today(
 
 
 def test_compaction_is_bounded_and_works_off_a_backlog(ctx: PipelineContext) -> None:
-    now = datetime.now(UTC)
-    days = [now - timedelta(days=d) for d in (6, 5, 4, 3)]
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)  # see `past`
+    days = [noon - timedelta(days=d) for d in (6, 5, 4, 3)]
     for number, day in enumerate(days):
         for n in range(3):
             _write(ctx, _record(ctx, day + timedelta(seconds=n), 10 * number + n))
