@@ -139,7 +139,8 @@ class LifecyclePreview:
 def releases_in_use(
     context: PipelineContext, account: str, keep_releases: int
 ) -> tuple[list[ReleaseUse], dict[tuple[str, str], list[ReleaseUse]], list[str]]:
-    """The current release and the newest ``keep_releases`` of the release log: the
+    """The current release and the ``keep_releases`` newest other releases of the release
+    log (distinct by name, newest entry of each): the
     releases, (repository, digest) -> the releases using it, and log entries skipped.
     The caller has passed the account guard. current.json unreadable:
     UnreadableCurrentError (what is in use is then not known, so nothing is judged)."""
@@ -148,7 +149,16 @@ def releases_in_use(
     log = read_log(store) if keep_releases > 0 else None
     documents: list[tuple[CurrentRelease, bool]] = [(current, True)] if current is not None else []
     if log is not None:
-        documents += [(entry, False) for entry in log.entries[:keep_releases]]
+        # N releases besides the current one, by name, newest first: the current release is
+        # usually the newest log entry too, and a release applied again adds an entry of
+        # the same name (what rollback goes back to is the newest entry of another name).
+        kept: list[str] = [current.release] if current is not None else []
+        for entry in log.entries:
+            if len(kept) - (current is not None) >= keep_releases:
+                break
+            if entry.release not in kept:
+                kept.append(entry.release)
+                documents.append((entry, False))
     releases: list[ReleaseUse] = []
     uses: dict[tuple[str, str], list[ReleaseUse]] = {}
     seen: set[str] = set()

@@ -157,6 +157,7 @@ def promote_package(
     record: bool = True,
     of_release: bool = False,
     move_current: bool = True,
+    expected_sha256: str | None = None,
 ) -> PackageResult:
     """Copy a package version from the previous stage's bucket into ``to``'s bucket
     (source read with the source's credentials, destination written with its own),
@@ -202,6 +203,7 @@ def promote_package(
             settings or context.transfer,
             progress,
             move_current,
+            expected_sha256,
         )
     except CloudopsError as error:
         result.status = "refused" if error.kind == "refused" else "failed"
@@ -224,6 +226,7 @@ def _promote_package(
     settings: TransferSettings,
     progress: Callable[[int], None] | None,
     move_current: bool,
+    expected_sha256: str | None,
 ) -> None:
     source = origin.stored(version)
     if source is None:
@@ -235,6 +238,14 @@ def _promote_package(
         raise ChecksumMismatchError(
             f"package {version} in {route.source!r} carries no recorded sha256",
             hint="re-publish it with `cloudops package publish` so its checksum is recorded",
+        )
+    if expected_sha256 is not None and source.sha256 != expected_sha256:
+        # A release's plan named these bytes (and was approved for them): other bytes under
+        # the version since are never copied in its name.
+        raise RefusedError(
+            f"package {version} in {route.source!r} now has sha256 {source.sha256[:16]}…, not the "
+            f"{expected_sha256[:16]}… the plan names",
+            hint="the source changed after planning: make a new plan (and have it approved)",
         )
     result.sha256, result.size = source.sha256, source.size
     present = destination.stored(version)

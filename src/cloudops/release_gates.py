@@ -48,6 +48,7 @@ from cloudops.pipeline.plan import AccountName, PromotionPlan, inert_text
 from cloudops.pipeline.records import AccountId, Digest, PromotionRecord, iso_time_with_zone
 from cloudops.release_current import RELEASES_PREFIX, ReleaseStore
 from cloudops.release_current import store_for as release_store_for
+from cloudops.text import plain_text
 
 FORMAT: Final = 1
 APPROVALS_PREFIX: Final = RELEASES_PREFIX + "approvals/"
@@ -167,7 +168,7 @@ def read_approvals(store: ReleaseStore, plan: PromotionPlan) -> FoundApprovals:
     not_counted: list[str] = []
     for entry in listing.get("Contents", [])[:MAX_APPROVALS]:
         key = str(entry.get("Key", ""))
-        name = inert_text(key.removeprefix(prefix)[:80] or "?")
+        name = plain_text(key.removeprefix(prefix)[:80] or "?")  # a key is hostile text: escaped
         try:
             found = read_json_object(store.bucket.client, store.bucket.name, key, ApprovalRecord)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
@@ -177,6 +178,8 @@ def read_approvals(store: ReleaseStore, plan: PromotionPlan) -> FoundApprovals:
             not_counted.append(f"{name}: {found.problem}")
         elif approval.plan_hash != plan.plan_hash or approval.account_id != store.account_id:
             not_counted.append(f"{name}: approves another plan or account")
+        elif approval.approver.split(":")[4] != store.account_id:
+            not_counted.append(f"{name}: made by an identity of another account")
         elif approval.purpose != plan.route.purpose or approval.release != plan.route.release:
             not_counted.append(f"{name}: approves another release")
         else:
@@ -224,7 +227,7 @@ def list_rejections(store: ReleaseStore) -> tuple[list[Rejection], list[str]]:
     problems: list[str] = []
     for entry in listing.get("Contents", [])[:MAX_REJECTIONS]:
         key = str(entry.get("Key", ""))
-        name = inert_text(key.removeprefix(REJECTED_PREFIX)[:80] or "?")
+        name = plain_text(key.removeprefix(REJECTED_PREFIX)[:80] or "?")  # escaped, never refused
         try:
             read = read_json_object(client, bucket, key, Rejection)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
@@ -363,7 +366,7 @@ def approve_plan(context: PipelineContext, plan: PromotionPlan, *, note: str | N
             version=plan.route.release,
             result="approved",
             plan_hash=plan.plan_hash,
-            reason=approval.note,
+            reason=approval.note[:512] if approval.note else None,  # a record's bound
         ),
     )
     return ApprovalResult(approval, key, rule.required)

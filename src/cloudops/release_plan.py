@@ -65,7 +65,7 @@ from cloudops.refs import validate_tag
 from cloudops.registry import RegistryReader, RegistrySession
 from cloudops.release import Release, ReleaseResult, load_release
 from cloudops.release_current import release_lock, write_current
-from cloudops.release_gates import require_gates
+from cloudops.release_gates import require_gates, require_not_rejected
 from cloudops.text import json_without_duplicate_keys
 
 T = TypeVar("T")
@@ -361,14 +361,26 @@ def execute_plan(
     if images:
         specs = [ImageSpec(i.repository, i.tag, i.pinned or i.source) for i in images]
         result.images = promote_images(context, dst, specs, source=src, progress=progress, of_release=True)
+    # Copying may have taken long: a rejection made meanwhile stops the release before the
+    # package pointer or current.json moves (release_gates.py).
+    rejected = _rejected_meanwhile(context, plan)
     if plan.package is not None:
         # The pointer moves only with every image there: a failed release leaves the account
-        # on its current release's package (a re-run moves it).
-        images_ok = all(i.ok for i in result.images)
+        # on its current release's package (a re-run moves it). The bytes copied must be the
+        # ones the plan (and its approvals) named, whatever the source holds by now.
+        images_ok = all(i.ok for i in result.images) and rejected is None
         result.package = promote_package(
-            context, dst, version=plan.package.version, source=src, of_release=True, move_current=images_ok
+            context,
+            dst,
+            version=plan.package.version,
+            source=src,
+            of_release=True,
+            move_current=images_ok,
+            expected_sha256=plan.package.source_sha256,
         )
-    if result.parts_ok:
+    if rejected is not None:
+        result.current_error = rejected
+    elif result.parts_ok:
         # Complete and verified: only now may current.json name it (release_current.py).
         try:
             result.current = write_current(context, plan, arn)
@@ -406,6 +418,14 @@ def execute_plan(
         ),
     )
     return result
+
+
+def _rejected_meanwhile(context: PipelineContext, plan: PromotionPlan) -> CloudopsError | None:
+    try:
+        require_not_rejected(context, plan)
+    except RefusedError as error:
+        return RefusedError(f"{error.message}; nothing more moves", hint=error.hint)
+    return None
 
 
 def promote_release(

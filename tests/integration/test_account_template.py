@@ -17,6 +17,7 @@ import boto3
 
 from cloudops.pipeline.account_template import PULL_ACTIONS, account_template, pull_role_name
 from cloudops.pipeline.init import init_account
+from cloudops.release_gates import REJECTED_PREFIX
 from cloudops.sandbox import world
 from tests.support.run import cloudops
 from tests.support.sandbox import context_for, ecr_tags, publish, registry_digest
@@ -67,6 +68,7 @@ def test_every_accounts_template_passes_cfn_lint_and_the_pull_role_reads_only_pa
             for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
         }
         bucket_arn = f"arn:aws:s3:::{pipeline.bucket(account)}"
+        assert ("s3:GetObject", f"{bucket_arn}/{REJECTED_PREFIX}*") in allowed  # gates read rejections
         assert {a for a, _ in allowed} == {
             "ecr:GetAuthorizationToken",
             "s3:GetObject",

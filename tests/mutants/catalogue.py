@@ -693,6 +693,30 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     _m(
+        "package-bytes-not-planned",
+        "a release copies exactly the package bytes its plan names, whatever the source holds by then",
+        (
+            "tests/integration/test_release_midway.py::test_a_package_whose_source_bytes_are_not_the_planned_ones_is_never_copied",
+        ),
+        (
+            PACKAGE,
+            "    if expected_sha256 is not None and source.sha256 != expected_sha256:\n",
+            "    if False:  # mutant\n",
+        ),
+    ),
+    _m(
+        "rejection-midway-ignored",
+        "a release rejected while it was copied moves neither the package pointer nor current.json",
+        (
+            "tests/integration/test_release_midway.py::test_a_release_rejected_while_it_was_copied_moves_neither_the_pointer_nor_current_json",
+        ),
+        (
+            RELEASE_PLAN,
+            "    rejected = _rejected_meanwhile(context, plan)\n",
+            "    rejected = None  # mutant\n",
+        ),
+    ),
+    _m(
         "single-image-past-approval",
         "a stage that requires approvals takes no single image around them",
         (

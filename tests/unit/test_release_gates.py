@@ -178,8 +178,8 @@ def test_an_approver_of_another_account_is_refused() -> None:
     assert message.startswith("p.yaml:10:")
     assert f"approver {other!r} is not in prod's account {PROD}" in message
     assert "stage's own account" in message
-    # A pattern for the account (wildcards allowed) is fine.
-    assert parse_pipeline(PIPELINE + 'approvals: {prod: {approvers: ["arn:aws:sts::4444444444??:*"]}}\n')
+    # The account's own id, with wildcards after it, is fine.
+    assert parse_pipeline(PIPELINE + 'approvals: {prod: {approvers: ["arn:aws:sts::444444444444:*"]}}\n')
 
 
 @pytest.mark.parametrize(
@@ -188,6 +188,8 @@ def test_an_approver_of_another_account_is_refused() -> None:
         "release-approver",
         "arn:aws:s3:::bucket/*",  # not sts or iam
         "arn:aws:sts::44444444444x:assumed-role/a/*",  # not an account id
+        "arn:aws:sts::*:assumed-role/release-approver/*",  # any account: never
+        "arn:aws:sts::4444444444?4:assumed-role/a/*",  # a wildcard in the account
         "arn:aws:sts::444444444444:assumed role/a/*",  # a space
         "arn:aws:sts::444444444444:",  # nothing after the account
         "",

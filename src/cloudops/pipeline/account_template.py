@@ -31,6 +31,8 @@ from cloudops.aws.ecr import desired_repository
 from cloudops.pipeline.model import Pipeline
 
 TEMPLATE_VERSION = "2010-09-09"
+REJECTED_PREFIX = "releases/rejected/"
+"""release_gates.REJECTED_PREFIX (that module is a layer above; a test keeps them equal)."""
 PULL_ACTIONS = [
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",
@@ -135,6 +137,10 @@ def _pull_role(
         {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
         {"Sid": "S3ReadPackages", "Effect": "Allow", "Action": "s3:GetObject",
          "Resource": f"arn:{partition}:s3:::{bucket}/{prefix}*"},
+        # A release is refused when it was rejected in its source: plan and apply read the
+        # marker (releases/rejected/<hash>.json) with the source credentials.
+        {"Sid": "S3ReadRejections", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": f"arn:{partition}:s3:::{bucket}/{REJECTED_PREFIX}*"},
         {"Sid": "S3ListPackages", "Effect": "Allow", "Action": "s3:ListBucket",
          "Resource": f"arn:{partition}:s3:::{bucket}",
          "Condition": {"StringLikeIfExists": {"s3:prefix": f"{prefix}*"}}},

@@ -76,7 +76,9 @@ class Endpoints(_Strict):
     """Reach the registries over plain HTTP (only ever true for the local sandbox)."""
 
 
-ARN_PATTERN_RE = re.compile(r"arn:aws[a-z-]*:(?:sts|iam)::[0-9*?]{1,12}:[\x21-\x7e]{1,512}")
+ARN_PATTERN_RE = re.compile(r"arn:aws[a-z-]*:(?:sts|iam)::[0-9]{12}:[\x21-\x7e]{1,512}")
+"""An approver pattern names its account literally: a wildcard there would admit another
+account's identities (the guard checks the caller's account, the pattern the rest)."""
 
 
 class Approval(_Strict):
@@ -650,7 +652,7 @@ def _approval_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
                 problems.append(
                     (
                         where,
-                        "an approver is an STS or IAM ARN pattern, e.g. "
+                        "an approver is an STS or IAM ARN pattern naming its 12-digit account, e.g. "
                         "arn:aws:sts::444444444444:assumed-role/release-approver/*",
                     )
                 )

@@ -137,6 +137,7 @@ def rollback(
     from cloudops.cli.commands.plan import show_plan
     from cloudops.cli.progress import CopyProgressDisplay
     from cloudops.cli.results import show_release
+    from cloudops.release_gates import require_not_rejected
     from cloudops.release_plan import record_plan, refuse_existing, write_plan
     from cloudops.release_rollback import plan_rollback
     from cloudops.release_rollback import rollback as roll_back
@@ -148,6 +149,7 @@ def rollback(
     )
     if out is not None:
         planned = plan_rollback(context, to, release=release, source=source)
+        require_not_rejected(context, planned.plan)  # as `plan` does (exit 3)
         _warn(planned.warnings)
         write_plan(planned.plan, out, force=force)
         record_plan(context, planned.plan)
