@@ -588,7 +588,7 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/integration/test_release_current.py::"
             "test_a_failed_release_or_a_dry_run_never_moves_current_json",
         ),
-        (RELEASE_PLAN, "    if result.parts_ok:\n", "    if True:  # mutant\n"),
+        (RELEASE_PLAN, "    elif result.parts_ok:\n", "    elif True:  # mutant\n"),
     ),
     # -- releases: approvals and rejections (issue 14) --------------------------------------------
     _m(
