@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import botocore.exceptions
 
+from cloudops.aws.ecr import lifecycle_policy_text
 from cloudops.aws.guard import require_account
 from cloudops.aws.sessions import aws_error
 from cloudops.lifecycle import Expiry, Image, LifecyclePolicyError, evaluate, parse_policy
@@ -207,23 +208,18 @@ def _preview_repository(
     found = RepositoryPreview(repository)
     where = f"the lifecycle policy of {repository} in {account!r}"
     try:
-        answer = client.get_lifecycle_policy(registryId=account_id, repositoryName=repository)
+        text = lifecycle_policy_text(client, account_id, repository)
     except botocore.exceptions.ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code == "LifecyclePolicyNotFoundException":
-            found.note = "no lifecycle policy: nothing expires"
-            return found
-        if code == "RepositoryNotFoundException":
+        if str(exc.response.get("Error", {}).get("Code", "")) == "RepositoryNotFoundException":
             found.note = "no such repository in this account"
             return found
         raise aws_error(exc, f"reading {where}") from None
     except botocore.exceptions.BotoCoreError as exc:
         raise aws_error(exc, f"reading {where}") from None
-    found.has_policy = True
-    text = answer.get("lifecyclePolicyText")
-    if not isinstance(text, str):
-        found.problem = f"{where} has no policy text"
+    if text is None:
+        found.note = "no lifecycle policy: nothing expires"
         return found
+    found.has_policy = True
     try:
         policy = parse_policy(text, where=where)
     except LifecyclePolicyError as exc:

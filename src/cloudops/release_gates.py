@@ -38,7 +38,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, f
 
 from cloudops.aws.account import AccountCredentials
 from cloudops.aws.guard import require_account
-from cloudops.aws.s3_json import read_json_object
+from cloudops.aws.s3_json import read_json_object, read_json_objects
 from cloudops.aws.sessions import aws_error, object_missing
 from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.pipeline import history
@@ -48,7 +48,6 @@ from cloudops.pipeline.plan import AccountName, PromotionPlan, inert_text
 from cloudops.pipeline.records import AccountId, Digest, PromotionRecord, iso_time_with_zone
 from cloudops.release_current import RELEASES_PREFIX, ReleaseStore
 from cloudops.release_current import store_for as release_store_for
-from cloudops.text import plain_text
 
 FORMAT: Final = 1
 APPROVALS_PREFIX: Final = RELEASES_PREFIX + "approvals/"
@@ -157,31 +156,29 @@ class FoundApprovals:
 
 def read_approvals(store: ReleaseStore, plan: PromotionPlan) -> FoundApprovals:
     prefix = approvals_prefix(plan.plan_hash)
-    where = f"s3://{store.bucket.name}/{prefix}"
     try:
-        listing = store.bucket.client.list_objects_v2(
-            Bucket=store.bucket.name, Prefix=prefix, MaxKeys=MAX_APPROVALS
+        listed = read_json_objects(
+            store.bucket.client,
+            store.bucket.name,
+            prefix,
+            ApprovalRecord,
+            max_keys=MAX_APPROVALS,
+            read_at_most=MAX_APPROVALS,
         )
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise aws_error(exc, f"listing the approvals in {where}") from None
+        raise aws_error(exc, f"reading the approvals in s3://{store.bucket.name}/{prefix}") from None
     valid: list[ApprovalRecord] = []
     not_counted: list[str] = []
-    for entry in listing.get("Contents", [])[:MAX_APPROVALS]:
-        key = str(entry.get("Key", ""))
-        name = plain_text(key.removeprefix(prefix)[:80] or "?")  # a key is hostile text: escaped
-        try:
-            found = read_json_object(store.bucket.client, store.bucket.name, key, ApprovalRecord)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise aws_error(exc, f"reading the approval {where}{name}") from None
-        approval = found.value
+    for item in listed:
+        approval = item.found.value
         if approval is None:
-            not_counted.append(f"{name}: {found.problem}")
+            not_counted.append(f"{item.name}: {item.found.problem}")
         elif approval.plan_hash != plan.plan_hash or approval.account_id != store.account_id:
-            not_counted.append(f"{name}: approves another plan or account")
+            not_counted.append(f"{item.name}: approves another plan or account")
         elif approval.approver.split(":")[4] != store.account_id:
-            not_counted.append(f"{name}: made by an identity of another account")
+            not_counted.append(f"{item.name}: made by an identity of another account")
         elif approval.purpose != plan.route.purpose or approval.release != plan.route.release:
-            not_counted.append(f"{name}: approves another release")
+            not_counted.append(f"{item.name}: approves another release")
         else:
             valid.append(approval)
     return FoundApprovals(valid, not_counted)
@@ -220,23 +217,19 @@ def list_rejections(store: ReleaseStore) -> tuple[list[Rejection], list[str]]:
     why other objects under the prefix are not shown as rejections (never their content)."""
     client, bucket = store.bucket.client, store.bucket.name
     try:
-        listing = client.list_objects_v2(Bucket=bucket, Prefix=REJECTED_PREFIX, MaxKeys=MAX_REJECTIONS)
+        listed = read_json_objects(
+            client, bucket, REJECTED_PREFIX, Rejection, max_keys=MAX_REJECTIONS, read_at_most=MAX_REJECTIONS
+        )
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise aws_error(exc, f"listing s3://{bucket}/{REJECTED_PREFIX}") from None
+        raise aws_error(exc, f"reading the rejections in s3://{bucket}/{REJECTED_PREFIX}") from None
     found: list[Rejection] = []
     problems: list[str] = []
-    for entry in listing.get("Contents", [])[:MAX_REJECTIONS]:
-        key = str(entry.get("Key", ""))
-        name = plain_text(key.removeprefix(REJECTED_PREFIX)[:80] or "?")  # escaped, never refused
-        try:
-            read = read_json_object(client, bucket, key, Rejection)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise aws_error(exc, f"reading s3://{bucket}/{key}") from None
-        value = read.value
+    for item in listed:
+        value = item.found.value
         if value is None:
-            problems.append(f"{name}: {read.problem}")
-        elif value.account_id != store.account_id or key != rejection_key(value.release):
-            problems.append(f"{name}: names another account or release than its key")
+            problems.append(f"{item.name}: {item.found.problem}")
+        elif value.account_id != store.account_id or item.found.key != rejection_key(value.release):
+            problems.append(f"{item.name}: names another account or release than its key")
         else:
             found.append(value)
     return sorted(found, key=lambda r: r.when, reverse=True), problems

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import botocore.exceptions
 
 from cloudops.aws.guard import require_account
-from cloudops.aws.s3_json import read_json_object
+from cloudops.aws.s3_json import read_json_objects
 from cloudops.aws.sessions import aws_error
 from cloudops.copy.engine import CopyProgress
 from cloudops.errors import InputError, RefusedError
@@ -57,35 +57,27 @@ class ReleaseLog:
 def read_log(store: ReleaseStore) -> ReleaseLog:
     """The newest MAX_LOG_READ entries of the account's release log, validated: an entry
     that is not a release of this account is skipped and named."""
-    client, bucket = store.bucket.client, store.bucket.name
-    keys: list[str] = []
-    token: str | None = None
+    bucket = store.bucket.name
     try:
-        while len(keys) < MAX_LOG_KEYS:
-            params = {"Bucket": bucket, "Prefix": LOG_PREFIX, "MaxKeys": 1000}
-            if token:
-                params["ContinuationToken"] = token
-            page = client.list_objects_v2(**params)
-            keys += [str(o.get("Key", "")) for o in page.get("Contents", [])]
-            token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-            if not token:
-                break
+        listed = read_json_objects(
+            store.bucket.client,
+            bucket,
+            LOG_PREFIX,
+            CurrentRelease,
+            max_keys=MAX_LOG_KEYS,
+            read_at_most=MAX_LOG_READ,
+        )  # log keys start with their UTC time: the last ones are the newest
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise aws_error(exc, f"listing the release log in s3://{bucket}/{LOG_PREFIX}") from None
+        raise aws_error(exc, f"reading the release log in s3://{bucket}/{LOG_PREFIX}") from None
     entries: list[CurrentRelease] = []
     skipped: list[str] = []
-    for key in sorted(keys, reverse=True)[:MAX_LOG_READ]:  # keys start with their UTC time
-        name = key.removeprefix(LOG_PREFIX)[:80]
-        try:
-            found = read_json_object(client, bucket, key, CurrentRelease)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise aws_error(exc, f"reading the release log entry s3://{bucket}/{key}") from None
-        if found.value is None:
-            skipped.append(f"{name}: {found.problem}")
-        elif found.value.account_id != store.account_id:
-            skipped.append(f"{name}: names another account")
+    for item in listed:
+        if item.found.value is None:
+            skipped.append(f"{item.name}: {item.found.problem}")
+        elif item.found.value.account_id != store.account_id:
+            skipped.append(f"{item.name}: names another account")
         else:
-            entries.append(found.value)
+            entries.append(item.found.value)
     return ReleaseLog(entries, skipped)
 
 

@@ -19,7 +19,12 @@ import botocore.exceptions
 
 from cloudops.aws import s3_owner
 from cloudops.aws.codecommit import CodeCommitRepositories
-from cloudops.aws.ecr import RepositoryState, lifecycle_policy_text, repository_from_description
+from cloudops.aws.ecr import (
+    RepositoryState,
+    lifecycle_policy_text,
+    repository_from_description,
+    repository_policy_text,
+)
 from cloudops.aws.guard import caller_account
 from cloudops.aws.s3_json import read_json_object
 from cloudops.aws.sessions import AccountSession, aws_error
@@ -164,7 +169,7 @@ def _repositories(facts: AccountFacts, session: AccountSession) -> None:
                     state=repository_from_description(repo)
                 )
         for name, repo_facts in facts.repositories.items():
-            repo_facts.policy = _policy(ecr, facts.account_id, name)
+            repo_facts.policy = repository_policy_text(ecr, facts.account_id, name)
             pages = ecr.get_paginator("describe_images").paginate(
                 registryId=facts.account_id, repositoryName=name
             )
@@ -186,17 +191,6 @@ def _lifecycles(facts: AccountFacts, session: AccountSession, images: list[str])
                 repo_facts.lifecycle_read = True
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise aws_error(exc, f"reading ECR lifecycle policies of {facts.name!r}") from None
-
-
-def _policy(ecr: Any, account_id: str, name: str) -> str | None:
-    try:
-        answer = ecr.get_repository_policy(registryId=account_id, repositoryName=name)
-    except botocore.exceptions.ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code")) == "RepositoryPolicyNotFoundException":
-            return None
-        raise
-    text = answer.get("policyText")
-    return str(text) if text else None
 
 
 def package_prefix(key: str) -> str:

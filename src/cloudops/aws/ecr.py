@@ -194,24 +194,24 @@ def read_policy_document(text: str | None) -> Any:
 
 def lifecycle_policy_text(client: Any, account_id: str, name: str) -> str | None:
     """GetLifecyclePolicy; None when the repository has none."""
-    try:
-        answer = client.get_lifecycle_policy(registryId=account_id, repositoryName=name)
-    except botocore.exceptions.ClientError as exc:
-        if _code(exc) == "LifecyclePolicyNotFoundException":
-            return None
-        raise
-    return str(answer.get("lifecyclePolicyText") or "") or None
+    return _policy_text(
+        client.get_lifecycle_policy, account_id, name, "lifecyclePolicyText", "LifecyclePolicy"
+    )
 
 
 def repository_policy_text(client: Any, account_id: str, name: str) -> str | None:
     """GetRepositoryPolicy; None when the repository has none."""
+    return _policy_text(client.get_repository_policy, account_id, name, "policyText", "RepositoryPolicy")
+
+
+def _policy_text(call: Any, account_id: str, name: str, field: str, kind: str) -> str | None:
     try:
-        answer = client.get_repository_policy(registryId=account_id, repositoryName=name)
+        answer = call(registryId=account_id, repositoryName=name)
     except botocore.exceptions.ClientError as exc:
-        if _code(exc) == "RepositoryPolicyNotFoundException":
+        if _code(exc) == f"{kind}NotFoundException":
             return None
         raise
-    return str(answer.get("policyText") or "") or None
+    return str(answer.get(field) or "") or None
 
 
 def _code(exc: botocore.exceptions.ClientError) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 import botocore.exceptions
 from pydantic import BaseModel, ValidationError
 
-from cloudops.text import json_without_duplicate_keys
+from cloudops.text import json_without_duplicate_keys, plain_text
 
 MAX_JSON_OBJECT_BYTES = 64 * 1024
 """current.json and a lock holder are well under 1 KiB; anything past this is refused."""
@@ -77,6 +77,35 @@ def read_json_object(
     finally:
         body.close()
     return JsonObject(key, *parse_json_object(data, model, max_bytes=max_bytes), last_modified=stamp)
+
+
+@dataclass(frozen=True)
+class ListedObject(Generic[M]):
+    """One object of a listing, read: ``name`` is its key after the prefix, escaped for
+    display (a key is hostile text too) and cut to 80 characters."""
+
+    name: str
+    found: JsonObject[M]
+
+
+def read_json_objects(
+    client: Any, bucket: str, prefix: str, model: type[M], *, max_keys: int, read_at_most: int
+) -> list[ListedObject[M]]:
+    """The small JSON objects under ``prefix``: at most ``max_keys`` keys listed, then the
+    ``read_at_most`` last by key (newest first where keys start with their time), each
+    read and validated as :func:`read_json_object` does. botocore errors pass through."""
+    keys: list[str] = []
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": max_keys, "PageSize": min(max_keys, 1000)}
+    )
+    for page in pages:
+        keys += [str(entry.get("Key", "")) for entry in page.get("Contents", [])]
+    return [
+        ListedObject(
+            plain_text(key.removeprefix(prefix)[:80] or "?"), read_json_object(client, bucket, key, model)
+        )
+        for key in sorted(keys, reverse=True)[:read_at_most]
+    ]
 
 
 def parse_json_object(

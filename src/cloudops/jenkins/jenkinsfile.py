@@ -58,14 +58,7 @@ pipeline {{
             steps {{
                 withCredentials([{binding}]) {{
                     script {{
-                        int status = sh(label: '{command}', returnStatus: true, script: '''{script}''')
-                        if (status != 0) {{
-                            String reason = 'see the log above'
-                            if (fileExists('{error}')) {{
-                                reason = readFile('{error}').trim()
-                            }}
-                            error("{command} exited ${{status}}: " + reason)
-                        }}
+{step}
                     }}
                 }}
             }}
@@ -216,9 +209,6 @@ def jenkinsfile(spec: JobSpec, steps: Sequence[ShellStep]) -> str:
     if spec.approval is not None:
         return _approval_jenkinsfile(spec, spec.approval, steps)
     [step] = steps
-    script = step.script
-    if "\\" in script or "'''" in script:
-        raise ValueError("the shell step cannot be embedded verbatim in a Groovy '''string'''")
     return _TEMPLATE.format(
         name=spec.name,
         title=f"promote {spec.what} from {spec.source} into {spec.account}",
@@ -227,9 +217,7 @@ def jenkinsfile(spec: JobSpec, steps: Sequence[ShellStep]) -> str:
         parameters="\n".join(f"        {_parameter(p)}" for p in spec.parameters),
         stage=f"Promote {spec.kind} into {spec.account}",
         binding=BINDING,
-        command=spec.command,
-        script=script,
-        error=ERROR_FILE,
+        step=_run_step(step, " " * 24),  # str.format puts it in as it is: its braces are never read
         result=RESULT_FILE,
     )
 

@@ -33,21 +33,14 @@ from cloudops.jenkins.jobs import (
     JobSpec,
 )
 
-_HEADER = """\
-#!/usr/bin/env bash
-# Shell step of the Jenkins job {name}: {command} --to {account}.
-# Rendered by `cloudops jenkins render --account {account}` from pipeline.yaml; render again
-# rather than edit. The agent's own AWS credentials act for {account} ({account_id}) and
-# cloudops refuses them otherwise; the source account's keys come only from the AWS
-# credentials binding, as ${prefix}_AWS_ACCESS_KEY_ID and ${prefix}_AWS_SECRET_ACCESS_KEY.
+# What every shell step starts with: strict bash, the workspace, and fail() writing the
+# one-line reason Jenkins shows.
+_START = """\
 set -euo pipefail
 export LC_ALL=C
 cd "${{WORKSPACE:?is not set: run this as the shell step of the Jenkins job}}"
-result={result}
-message={error}
-output={output}
-rm -f "$result" "$message" "$output"
-
+"""
+_FAIL = """
 # Refusals of this step read like cloudops' own: one line, into the build's failure reason.
 fail() {{
   echo "error: $2" | tee "$message" >&2
@@ -55,7 +48,20 @@ fail() {{
 }}
 
 command -v cloudops >/dev/null || fail 2 "cloudops is not on the agent's PATH: install it on the agent"
+"""
 
+_HEADER = """\
+#!/usr/bin/env bash
+# Shell step of the Jenkins job {name}: {command} --to {account}.
+# Rendered by `cloudops jenkins render --account {account}` from pipeline.yaml; render again
+# rather than edit. The agent's own AWS credentials act for {account} ({account_id}) and
+# cloudops refuses them otherwise; the source account's keys come only from the AWS
+# credentials binding, as ${prefix}_AWS_ACCESS_KEY_ID and ${prefix}_AWS_SECRET_ACCESS_KEY.
+""" + _START + """result={result}
+message={error}
+output={output}
+rm -f "$result" "$message" "$output"
+""" + _FAIL + """
 # The AWS credentials binding always names the session token of temporary (role)
 # credentials AWS_SESSION_TOKEN, whatever names its key variables get (aws-credentials
 # plugin). Temporary source keys cannot work without it: it is theirs, not the agent's.
@@ -148,25 +154,14 @@ _STEP_HEADER = """\
 # rather than edit. {account} requires an approval of each release's plan: the job plans,
 # waits for its input step, approves that plan, then applies exactly that plan.
 # {credentials}
-set -euo pipefail
-export LC_ALL=C
-cd "${{WORKSPACE:?is not set: run this as the shell step of the Jenkins job}}"
-plan={plan}
+""" + _START + """plan={plan}
 plan_hash_file={plan_hash}
 approval={approval}
 result={result}
 message={error}
 output={output}
 rm -f {stale} "$message" "$output"
-
-# Refusals of this step read like cloudops' own: one line, into the build's failure reason.
-fail() {{
-  echo "error: $2" | tee "$message" >&2
-  exit "$1"
-}}
-
-command -v cloudops >/dev/null || fail 2 "cloudops is not on the agent's PATH: install it on the agent"
-"""
+""" + _FAIL
 
 _SESSION_TOKEN = """
 # The AWS credentials binding always names the session token of temporary (role)
