@@ -50,18 +50,23 @@ fail() {{
 command -v cloudops >/dev/null || fail 2 "cloudops is not on the agent's PATH: install it on the agent"
 """
 
-_HEADER = """\
+_HEADER = (
+    """\
 #!/usr/bin/env bash
 # Shell step of the Jenkins job {name}: {command} --to {account}.
 # Rendered by `cloudops jenkins render --account {account}` from pipeline.yaml; render again
 # rather than edit. The agent's own AWS credentials act for {account} ({account_id}) and
 # cloudops refuses them otherwise; the source account's keys come only from the AWS
 # credentials binding, as ${prefix}_AWS_ACCESS_KEY_ID and ${prefix}_AWS_SECRET_ACCESS_KEY.
-""" + _START + """result={result}
+"""
+    + _START
+    + """result={result}
 message={error}
 output={output}
 rm -f "$result" "$message" "$output"
-""" + _FAIL + """
+"""
+    + _FAIL
+    + """
 # The AWS credentials binding always names the session token of temporary (role)
 # credentials AWS_SESSION_TOKEN, whatever names its key variables get (aws-credentials
 # plugin). Temporary source keys cannot work without it: it is theirs, not the agent's.
@@ -71,6 +76,7 @@ if [[ ${{{prefix}_AWS_ACCESS_KEY_ID:-}} == ASIA* && -z ${{{prefix}_AWS_SESSION_T
   unset AWS_SESSION_TOKEN
 fi
 """
+)
 
 _IMAGE = """
 tag_grammar='{tag_pattern}'
@@ -146,7 +152,8 @@ def _verbatim(text: str) -> str:
 
 # --- a release job into a stage that requires an approval: plan, approve, apply -------------
 
-_STEP_HEADER = """\
+_STEP_HEADER = (
+    """\
 #!/usr/bin/env bash
 # Shell step {number} of 3 of the Jenkins job {name}:
 # {command}, which {what}.
@@ -154,14 +161,18 @@ _STEP_HEADER = """\
 # rather than edit. {account} requires an approval of each release's plan: the job plans,
 # waits for its input step, approves that plan, then applies exactly that plan.
 # {credentials}
-""" + _START + """plan={plan}
+"""
+    + _START
+    + """plan={plan}
 plan_hash_file={plan_hash}
 approval={approval}
 result={result}
 message={error}
 output={output}
 rm -f {stale} "$message" "$output"
-""" + _FAIL
+"""
+    + _FAIL
+)
 
 _SESSION_TOKEN = """
 # The AWS credentials binding always names the session token of temporary (role)
