@@ -29,6 +29,12 @@ round, so later rounds are not turned into mounts by earlier ones. See README.md
     python benchmarks/copy_bench.py --big-layer           # + a 1 GiB layer, cloudops alone
     python benchmarks/copy_bench.py --single-only --single-mib 8 --rounds 1  # smoke, single
     python benchmarks/copy_bench.py --importtime          # cloudops' import times, no copy
+    python benchmarks/copy_bench.py --referrers --no-single  # + what carrying referrers costs
+
+--referrers: every release image gets a signature and an SBOM (OCI 1.1 artifacts with a
+subject, in the referrers tag schema: distribution 2.8 has no referrers API), and the
+release is copied by cloudops with them and with --no-referrers, each into a fresh
+destination; target: carrying them adds < 10 % (with/without <= 1.10).
 """
 
 from __future__ import annotations
@@ -191,7 +197,12 @@ class ToolRun:
 
 
 def run_cloudops(
-    release: Release, src: ServerProcess, dst: ServerProcess, workdir: Path, concurrency: int
+    release: Release,
+    src: ServerProcess,
+    dst: ServerProcess,
+    workdir: Path,
+    concurrency: int,
+    *extra: str,
 ) -> ToolRun:
     batch = workdir / "batch.txt"
     batch.write_text(
@@ -200,7 +211,7 @@ def run_cloudops(
             for i in release.images
         )
     )
-    argv = copy_command(src, dst, concurrency, "--batch", str(batch))
+    argv = copy_command(src, dst, concurrency, "--batch", str(batch), *extra)
     run = run_measured(argv, workdir, cloudops_env()).check()
     report = run.json_report()
     return ToolRun(run.seconds, run.cpu_seconds, run.max_rss_kib, 1, report)
@@ -409,6 +420,74 @@ def one_round(
             server.stop()
         shutil.rmtree(here, ignore_errors=True)
     return figures
+
+
+# -- referrers ---------------------------------------------------------------------------
+
+REFERRERS_TARGET = 1.10
+
+
+def sign_release(release: Release, src: ServerProcess) -> int:
+    """A signature and an SBOM for every image, as oras/cosign push them to a registry
+    without the referrers API; the number of referrers pushed."""
+    from tests.support.referrers import SBOM_TYPE, SIG_TYPE, make_referrer, push_referrer
+
+    pusher = Pusher(src.url)
+    try:
+        for item in release.images:
+            for kind, body in (
+                (SIG_TYPE, b'{"critical":{}}'),
+                (SBOM_TYPE, b'{"spdxVersion":"SPDX-2.3"}' * 200),
+            ):
+                push_referrer(
+                    pusher, item.repository, make_referrer(item.image, kind, body), item.image.digest
+                )
+    finally:
+        pusher.client.close()
+    return 2 * len(release.images)
+
+
+def bench_referrers(
+    release: Release, src: ServerProcess, workdir: Path, rounds: int, concurrency: int
+) -> tuple[list[str], bool]:
+    """cloudops with referrers against cloudops --no-referrers, a fresh destination each."""
+    pushed = sign_release(release, src)
+    ratios: list[float] = []
+    lines: list[str] = []
+    for number in range(1, rounds + 1):
+        here = workdir / f"referrers-{number}"
+        here.mkdir()
+        servers = {"with": start_registry(here / "with"), "without": start_registry(here / "without")}
+        order = ["with", "without"] if number % 2 else ["without", "with"]
+        runs: dict[str, ToolRun] = {}
+        try:
+            for mode in order:
+                extra = () if mode == "with" else ("--no-referrers",)
+                runs[mode] = run_cloudops(release, src, servers[mode], here, concurrency, *extra)
+                verify_destination(release, servers[mode], f"cloudops {mode} referrers, round {number}")
+            carried = sum(
+                len(image["referrers"])  # type: ignore[arg-type,index]
+                for image in runs["with"].report["images"]  # type: ignore[attr-defined]
+            )
+            if carried != pushed:
+                raise BenchError(f"referrers round {number}: {carried} referrers carried, {pushed} pushed")
+        finally:
+            for server in servers.values():
+                server.stop()
+            shutil.rmtree(here, ignore_errors=True)
+        ratio = runs["with"].seconds / runs["without"].seconds
+        ratios.append(ratio)
+        lines.append(
+            f"referrers round {number}: with {runs['with'].seconds:.2f}s, --no-referrers "
+            f"{runs['without'].seconds:.2f}s: x{ratio:.3f}"
+        )
+    median = statistics.median(ratios)
+    met = median <= REFERRERS_TARGET
+    lines.append(
+        f"referrers: {pushed} referrers carried with the release; with/without median x{median:.3f} "
+        f"(target <= {REFERRERS_TARGET:.2f}: {'met' if met else 'MISSED'})"
+    )
+    return lines, met
 
 
 # -- one image per process --------------------------------------------------------------
@@ -721,6 +800,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--big-layer-mib", type=int, default=1024, help="its size (default 1024 MiB)")
     parser.add_argument("--seed", type=int, default=1, help="seed for the layer sizes")
+    parser.add_argument(
+        "--referrers", action="store_true", help="also measure carrying a signature and an SBOM per image"
+    )
     parser.add_argument("--workdir", type=Path, help="where registries store data (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--check", action="store_true", help="exit 4 when a target is missed")
@@ -839,6 +921,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"({size / MiB / seconds:.0f} MiB/s), peak RSS {mib(rss)} "
                     f"(target < {RSS_TARGET_MIB:.0f} MiB: {'met' if big_met else 'MISSED'})"
                 )
+        referrers_met = True
+        if args.referrers and not args.single_only:
+            assert src is not None
+            referrer_lines, referrers_met = bench_referrers(
+                release, src, workdir, args.rounds, args.concurrency
+            )
+            lines.extend(referrer_lines)
         single_rows: list[list[str]] = []
         single_lines: list[str] = []
         if not args.no_single:
@@ -860,7 +949,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print()
                 for line in table_lines:
                     print(line)
-        met = bulk_met and noop_met and rss_met and single_met
+        met = bulk_met and noop_met and rss_met and single_met and referrers_met
         return 4 if args.check and not met else 0
     except BenchError as error:
         print(f"copy_bench: FAILED: {error}", file=sys.stderr)

@@ -92,6 +92,13 @@ class Descriptor:
     size: int
     platform: Platform | None = None
     urls: tuple[str, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    """String annotations, in document order (a cosign signature lives in one)."""
+    artifact_type: str | None = None
+    """An index entry's artifactType (the referrers API lists one per referrer)."""
+
+    def annotation(self, key: str) -> str | None:
+        return next((v for k, v in self.annotations if k == key), None)
 
     @property
     def distributable(self) -> bool:
@@ -169,7 +176,17 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     urls = value.get("urls") or ()
     if not isinstance(urls, list | tuple) or not all(isinstance(u, str) for u in urls):
         raise _fail(f"{where}.urls is not a list of strings")
-    return Descriptor(media_type, digest, size, platform, tuple(urls))
+    annotations = value.get("annotations") or {}
+    if not isinstance(annotations, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise _fail(f"{where}.annotations is not a map of strings")
+    artifact_type = value.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise _fail(f"{where}.artifactType is not a string")
+    return Descriptor(
+        media_type, digest, size, platform, tuple(urls), tuple(annotations.items()), artifact_type
+    )
 
 
 def _optional_str(doc: dict[str, Any], key: str) -> str | None:

@@ -230,8 +230,8 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
         (
             PLAN,
-            "        if state.tag_digest is not None and not self._allow_tag_move:",
-            "        if state.tag_digest is not None and not self._allow_tag_move and False:",
+            "and not up_to_date and not self._allow_tag_move:",
+            "and not up_to_date and not self._allow_tag_move and False:",
         ),
     ),
     _m(
@@ -413,8 +413,8 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
         (
             CLIENT,
-            "            max_body=MAX_MANIFEST_BYTES,\n",
-            "            max_body=1 << 40,  # mutant: read whole\n",
+            "if missing_ok else (200,),\n            max_body=MAX_MANIFEST_BYTES,\n",
+            "if missing_ok else (200,),\n            max_body=1 << 40,  # mutant: read whole\n",
         ),
         (
             CLIENT,

@@ -61,3 +61,10 @@ def build_keychain(static: dict[str, Credentials], authfile: Path | None) -> Mul
     """The explicit credentials, then ``--authfile`` (or the default auth files)."""
     files = DockerConfigKeychain([authfile]) if authfile else DockerConfigKeychain()
     return MultiKeychain([StaticKeychain(static), files])
+
+
+no_referrers_option = click.option(
+    "--no-referrers",
+    is_flag=True,
+    help="Copy images without what refers to them (signatures, SBOMs, attestations).",
+)

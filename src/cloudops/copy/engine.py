@@ -4,8 +4,9 @@ Phases: RESOLVE each source to a digest (and stop there when the destination tag
 has it: one request, nothing written), FETCH the manifests by digest, LOOK at what the
 destination lacks, PLAN (pure, copy/plan.py), then EXECUTE: blob transfers run with
 bounded concurrency, each blob streamed and hashed on the fly; an image's manifests are
-pushed only after all its blobs are in, children by digest, the tag last, and the tag is
-read back to verify the digest end to end.
+pushed only after all its blobs are in, children by digest, then what refers to the image
+(signatures, SBOMs, attestations: copy/referrers.py), the tag last, and the tag is read
+back to verify the digest end to end.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from cloudops.copy.plan import (
     SourceImage,
     walk_manifests,
 )
+from cloudops.copy.referrers import ReferrerLookup, add_to_fallback_index, fetch_tree
 from cloudops.copy.relay import BlobRelay
 from cloudops.errors import CloudopsError, InputError, RefusedError
-from cloudops.oci import ImageIndex, Manifest
+from cloudops.oci import parse_manifest
+from cloudops.referrers import index_entry, subjects_of
 from cloudops.registry.client import ManifestHead, RegistryReader, RegistryWriter
 from cloudops.registry.errors import DigestMismatchError, NotFoundError, RegistryError
 from cloudops.registry.retry import RetryPolicy
@@ -79,6 +82,9 @@ class ImageResult:
     manifests_pushed: int = 0
     seconds: float = 0.0
     error: CloudopsError | None = None
+    referrers: list[dict[str, object]] = field(default_factory=list)
+    """What refers to the image, each with ``status`` "copied" or "present"."""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -98,6 +104,8 @@ class ImageResult:
                 "skipped": self.blobs_skipped,
             },
             "manifests_pushed": self.manifests_pushed,
+            "referrers": self.referrers,
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
             "error": str(self.error) if self.error else None,
         }
@@ -139,8 +147,13 @@ class CopyEngine:
         concurrency: int = 8,
         progress: CopyProgress | None = None,
         retry: RetryPolicy | None = None,
+        referrers: bool = True,
     ):
+        """``referrers``: carry what refers to each image (signatures, SBOMs,
+        attestations) with it; False copies the images alone (``--no-referrers``)."""
         self._pool = pool
+        self._referrers = referrers
+        self._lookup = ReferrerLookup()
         self._concurrency = max(1, concurrency)
         self._progress: CopyProgress = progress or NullProgress()
         self._retry = retry or pool.settings.retry
@@ -230,53 +243,57 @@ class CopyEngine:
                 hint="a copy keeps the digest: drop @digest from the destination",
             )
         tag_digest = None
+        up_to_date = False
         if request.destination.tag:
             tag_digest = head.digest if head else None
-            if tag_digest == digest:
+            up_to_date = tag_digest == digest
+            if up_to_date and not self._referrers:
                 return ImageInput(request, digest, DestinationState(tag_digest=tag_digest))
-            if tag_digest is not None and not allow_tag_move:
+            if tag_digest is not None and not up_to_date and not allow_tag_move:
                 return ImageInput(request, digest, DestinationState(tag_digest=tag_digest))
 
         root = await limited(src.get_manifest(src_repo, digest))
-        children: dict[str, Manifest] = {}
-        frontier: list[Manifest] = [root]
-        while frontier:
-            wanted_children = [
-                d.digest
-                for m in frontier
-                if isinstance(m, ImageIndex)
-                for d in m.manifests
-                if d.digest not in children
-            ]
-            fetched = await asyncio.gather(
-                *(limited(src.get_manifest(src_repo, d)) for d in dict.fromkeys(wanted_children))
-            )
-            children.update((m.digest, m) for m in fetched)
-            frontier = list(fetched)
-        source = SourceImage(root, walk_manifests(root, children))
+        manifests = walk_manifests(root, await fetch_tree(src, src_repo, root, limited))
+        found = None
+        if self._referrers:
+            found = await self._lookup.find(src, src_repo, [m.digest for m in manifests], limited)
+        source = SourceImage(
+            root,
+            manifests,
+            tuple(found.referrers) if found else (),
+            tuple(found.warnings) if found else (),
+        )
 
-        present_manifests = {
-            m.digest
-            for m, head in zip(
-                source.manifests,
-                await asyncio.gather(
-                    *(limited(dst.head_manifest(dst_repo, m.digest)) for m in source.manifests)
-                ),
-                strict=True,
-            )
-            if head is not None
-        }
+        # A tag that names the digest guarantees the image's own manifests (and so their
+        # blobs) are there: only the referrers are looked at.
+        look_at = source.all_manifests if not up_to_date else source.all_manifests[len(manifests) :]
+        heads = await asyncio.gather(*(limited(dst.head_manifest(dst_repo, m.digest)) for m in look_at))
+        present_manifests = {m.digest for m, h in zip(look_at, heads, strict=True) if h is not None}
+        if up_to_date:
+            present_manifests.update(m.digest for m in manifests)
         blob_digests = list(
             dict.fromkeys(
                 b.digest for m in source.image_manifests if m.digest not in present_manifests for b in m.blobs
             )
         )
-        sizes = await asyncio.gather(*(limited(dst.blob_size(dst_repo, d)) for d in blob_digests))
+        tags = [r.tag for r in source.referrers if r.tag is not None]
+        sizes, tag_heads, listed = await asyncio.gather(
+            asyncio.gather(*(limited(dst.blob_size(dst_repo, d)) for d in blob_digests)),
+            asyncio.gather(*(limited(dst.head_manifest(dst_repo, t)) for t in tags)),
+            self._lookup.listed(dst, dst_repo, subjects_of(source.referrers), limited),
+        )
         present_blobs = {d for d, size in zip(blob_digests, sizes, strict=True) if size is not None}
+        referrer_tags = tuple((t, h.digest) for t, h in zip(tags, tag_heads, strict=True) if h is not None)
         return ImageInput(
             request,
             digest,
-            DestinationState(tag_digest, frozenset(present_manifests), frozenset(present_blobs)),
+            DestinationState(
+                tag_digest,
+                frozenset(present_manifests),
+                frozenset(present_blobs),
+                listed,
+                referrer_tags,
+            ),
             source,
         )
 
@@ -327,14 +344,19 @@ class CopyEngine:
     ) -> ImageResult:
         request = plan.request
         result = ImageResult(request, "up-to-date", plan.digest, plan.current_digest)
+        result.warnings = list(plan.warnings)
+        result.referrers = [
+            {**r.as_dict(), "status": "present" if r.digest in plan.referrers_present else "copied"}
+            for r in plan.referrers
+        ]
         try:
-            if plan.status is ImageStatus.UP_TO_DATE:
-                return result
             if plan.status is ImageStatus.TAG_CONFLICT:
                 raise TagConflictError(
                     f"{request.destination} already points at {plan.current_digest}, not {plan.digest}",
                     hint="tags never move: promote under a new tag",
                 )
+            if plan.status is ImageStatus.UP_TO_DATE and not plan.referrer_pushes:
+                return result
             outcomes = await asyncio.gather(
                 *(asyncio.shield(tasks[k]) for k in plan.blobs), return_exceptions=True
             )
@@ -350,10 +372,20 @@ class CopyEngine:
                     result.blobs_uploaded += 1
                     result.bytes_uploaded += stats.nbytes
             dst = self._pool.writer(request.destination.registry)
+            if plan.status is ImageStatus.UP_TO_DATE:
+                # The tag is there already: only referrers made since the last copy move.
+                result.manifests_pushed += await self._push_referrers(dst, plan)
+                return result
+            for push in plan.pushes[:-1]:
+                await dst.put_manifest(push.repository, push.reference, push.raw, push.media_type)
+                result.manifests_pushed += 1
+            # Referrers before the tag: a tag never names an image whose signatures are
+            # not all in.
+            result.manifests_pushed += await self._push_referrers(dst, plan)
+            last = plan.pushes[-1]
             try:
-                for push in plan.pushes:
-                    await dst.put_manifest(push.repository, push.reference, push.raw, push.media_type)
-                    result.manifests_pushed += 1
+                await dst.put_manifest(last.repository, last.reference, last.raw, last.media_type)
+                result.manifests_pushed += 1
             except RegistryError:
                 # Another run may have written the same digest under the tag meanwhile (an
                 # immutable repository then refuses ours): that is success, not a write.
@@ -374,6 +406,31 @@ class CopyEngine:
         finally:
             result.seconds = time.monotonic() - started
             self._progress.image_finished(result)
+
+    async def _push_referrers(self, dst: RegistryWriter, plan: ImagePlan) -> int:
+        """Push the plan's referrers in order; those the registry does not index itself
+        (no OCI-Subject in its answer) are added to their subject's fallback tag."""
+        unindexed: dict[str, list[dict[str, object]]] = {}
+        for push in plan.referrer_pushes:
+            if push.subject is None:
+                try:
+                    await dst.put_manifest(push.repository, push.reference, push.raw, push.media_type)
+                except RegistryError as error:
+                    if ":" not in push.reference:  # a cosign tag (everything else is by digest)
+                        raise RegistryError(
+                            f"{dst.host}/{push.repository}:{push.reference} could not be written: {error}",
+                            hint="the destination holds other signatures under cosign's tag and the "
+                            "repository refuses to move it (IMMUTABLE); sign with OCI 1.1 referrers "
+                            "(`cloudops sign`, or cosign --registry-referrers-mode=oci-1-1)",
+                        ) from error
+                    raise
+                continue
+            if not await dst.put_referrer(push.repository, push.raw, push.media_type, push.subject):
+                manifest = parse_manifest(push.raw, push.media_type)
+                unindexed.setdefault(push.subject, []).append(index_entry(manifest))
+        for subject, entries in unindexed.items():
+            await add_to_fallback_index(dst, plan.request.destination.repository, subject, entries)
+        return len(plan.referrer_pushes)
 
     async def _tag_has(self, dst: RegistryWriter, plan: ImagePlan) -> bool:
         if plan.request.destination.tag is None:

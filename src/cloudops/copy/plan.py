@@ -10,7 +10,11 @@ Rules (ECR-NOTES.md):
   other repositories of that registry that need it mount it from the first one;
 - within one registry, a blob the source repository holds is mounted, not uploaded;
   across registries (across accounts) mounting is never attempted;
-- child manifests are pushed by digest before their index, and the tag is written last.
+- child manifests are pushed by digest before their index, and the tag is written last;
+- what refers to the image (signatures, SBOMs: cloudops/referrers.py) travels in the same
+  batch: its blobs deduplicated with the image's, its manifests pushed by digest after the
+  image's own and before the tag, so a tag never names an image whose referrers are not
+  all in.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cloudops.oci import ImageIndex, ImageManifest, Manifest
+from cloudops.referrers import Referrer
 from cloudops.refs import Reference
 
 
@@ -36,14 +41,23 @@ class SourceImage:
 
     root: Manifest
     manifests: tuple[Manifest, ...]
+    referrers: tuple[Referrer, ...] = ()
+    """What refers to the image or its children (and to those, to a bounded depth)."""
+    warnings: tuple[str, ...] = ()
+    """Referrers a listing named that could not be carried, and why."""
 
     @property
     def digest(self) -> str:
         return self.root.digest
 
     @property
+    def all_manifests(self) -> tuple[Manifest, ...]:
+        """The image's manifests, then every referrer's."""
+        return self.manifests + tuple(m for r in self.referrers for m in r.manifests)
+
+    @property
     def image_manifests(self) -> tuple[ImageManifest, ...]:
-        return tuple(m for m in self.manifests if isinstance(m, ImageManifest))
+        return tuple(m for m in self.all_manifests if isinstance(m, ImageManifest))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +66,10 @@ class DestinationState:
     """The digest the destination tag points at now, if the tag exists."""
     present_manifests: frozenset[str] = frozenset()
     present_blobs: frozenset[str] = frozenset()
+    listed_referrers: frozenset[str] = frozenset()
+    """Referrers the destination already lists for their subjects (API or fallback tag)."""
+    referrer_tags: tuple[tuple[str, str], ...] = ()
+    """(cosign tag, the digest it names at the destination) for the tags that exist."""
 
 
 class ImageStatus(enum.Enum):
@@ -101,6 +119,9 @@ class ManifestPush:
     digest: str
     media_type: str
     raw: bytes = field(repr=False)
+    subject: str | None = None
+    """Set for a referrer pushed by digest: if the registry does not confirm it indexes
+    it (OCI-Subject), it is added to the subject's fallback tag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +133,13 @@ class ImagePlan:
     blobs: tuple[BlobKey, ...] = ()
     blobs_present: int = 0
     pushes: tuple[ManifestPush, ...] = ()
+    """The image's manifests, the tag (or the root by digest) last."""
+    referrer_pushes: tuple[ManifestPush, ...] = ()
+    """Pushed after every push but the last of ``pushes``: before the tag."""
+    referrers: tuple[Referrer, ...] = ()
+    referrers_present: tuple[str, ...] = ()
+    """Digests of referrers the destination already had (listed, or under their tag)."""
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,20 +194,82 @@ class Planner:
         request = image.request
         state = image.destination
         dst_tag = request.destination.tag
-        if state.tag_digest == image.digest or (dst_tag is None and image.digest in state.present_manifests):
-            return CopyPlan((ImagePlan(request, image.digest, ImageStatus.UP_TO_DATE, state.tag_digest),), ())
-        if state.tag_digest is not None and not self._allow_tag_move:
+        up_to_date = state.tag_digest == image.digest or (
+            dst_tag is None and image.digest in state.present_manifests
+        )
+        if state.tag_digest is not None and not up_to_date and not self._allow_tag_move:
             return CopyPlan(
                 (ImagePlan(request, image.digest, ImageStatus.TAG_CONFLICT, state.tag_digest),), ()
             )
         if image.source is None:
+            if up_to_date:
+                return CopyPlan(
+                    (ImagePlan(request, image.digest, ImageStatus.UP_TO_DATE, state.tag_digest),), ()
+                )
             raise ValueError(f"{request.source} needs copying but its manifests were not fetched")
+        source = image.source
+        referrer_pushes, carried, present_referrers = _referrer_pushes(source, state, request.destination)
+        if up_to_date and not referrer_pushes:
+            return CopyPlan(
+                (
+                    ImagePlan(
+                        request,
+                        image.digest,
+                        ImageStatus.UP_TO_DATE,
+                        state.tag_digest,
+                        referrers=source.referrers,
+                        referrers_present=present_referrers,
+                        warnings=source.warnings,
+                    ),
+                ),
+                (),
+            )
+        manifests = [m for m in source.all_manifests if not up_to_date or m.digest in carried]
+        needed, new, present = self._blobs(request, manifests, state)
 
+        pushes: list[ManifestPush] = []
+        dst = request.destination
+        if not up_to_date:
+            pushes = [
+                ManifestPush(dst.repository, m.digest, m.digest, m.media_type, m.raw)
+                for m in source.manifests[:-1]
+                if m.digest not in state.present_manifests
+            ]
+            root = source.root
+            if referrer_pushes and dst_tag and root.digest not in state.present_manifests:
+                # The subject goes in before what refers to it, the tag after both.
+                pushes.append(
+                    ManifestPush(dst.repository, root.digest, root.digest, root.media_type, root.raw)
+                )
+            pushes.append(
+                ManifestPush(dst.repository, dst_tag or root.digest, root.digest, root.media_type, root.raw)
+            )
+        plan = ImagePlan(
+            request,
+            image.digest,
+            ImageStatus.UP_TO_DATE if up_to_date else ImageStatus.COPY,
+            state.tag_digest,
+            tuple(dict.fromkeys(needed)),
+            present,
+            tuple(pushes),
+            tuple(referrer_pushes),
+            source.referrers,
+            present_referrers,
+            source.warnings,
+        )
+        # Largest first: on a busy link the batch ends with small blobs, not one big one.
+        return CopyPlan((plan,), tuple(sorted(new, key=lambda t: -t.size)))
+
+    def _blobs(
+        self, request: CopyRequest, manifests: Sequence[Manifest], state: DestinationState
+    ) -> tuple[list[BlobKey], list[BlobTransfer], int]:
+        """The blob keys ``manifests`` need, the transfers no earlier image started, and
+        how many blobs the destination already holds."""
         src, dst = request.source, request.destination
         needed: list[BlobKey] = []
         new: list[BlobTransfer] = []
         present = 0
-        for digest, size in _missing_blobs(image.source.manifests, state):
+        for digest, size in _missing_blobs(manifests, state):
             if digest in state.present_blobs:
                 present += 1
                 continue
@@ -206,27 +296,51 @@ class Planner:
             self._transfers[key] = transfer
             self._first_in_registry.setdefault((dst.registry, digest), key)
             new.append(transfer)
+        return needed, new, present
 
-        pushes = [
-            ManifestPush(dst.repository, m.digest, m.digest, m.media_type, m.raw)
-            for m in image.source.manifests[:-1]
-            if m.digest not in state.present_manifests
-        ]
-        root = image.source.root
-        pushes.append(
-            ManifestPush(dst.repository, dst_tag or root.digest, root.digest, root.media_type, root.raw)
-        )
-        plan = ImagePlan(
-            request,
-            image.digest,
-            ImageStatus.COPY,
-            state.tag_digest,
-            tuple(dict.fromkeys(needed)),
-            present,
-            tuple(pushes),
-        )
-        # Largest first: on a busy link the batch ends with small blobs, not one big one.
-        return CopyPlan((plan,), tuple(sorted(new, key=lambda t: -t.size)))
+
+def _referrer_pushes(
+    source: SourceImage, state: DestinationState, dst: Reference
+) -> tuple[list[ManifestPush], set[str], tuple[str, ...]]:
+    """What must be pushed for the image's referrers (children by digest, then the
+    referrer: by digest with its subject, or under its cosign tag), the manifests those
+    pushes carry, and the referrers the destination already has."""
+    pushes: list[ManifestPush] = []
+    carried: set[str] = set()
+    present: list[str] = []
+    tags = dict(state.referrer_tags)
+    for referrer in source.referrers:
+        root = referrer.root
+        if referrer.tag is not None:
+            done = tags.get(referrer.tag) == root.digest
+        else:
+            done = root.digest in state.listed_referrers and root.digest in state.present_manifests
+        if done:
+            present.append(root.digest)
+            continue
+        for child in referrer.manifests[:-1]:
+            if child.digest not in state.present_manifests:
+                pushes.append(
+                    ManifestPush(dst.repository, child.digest, child.digest, child.media_type, child.raw)
+                )
+                carried.add(child.digest)
+        if referrer.tag is not None:
+            pushes.append(ManifestPush(dst.repository, referrer.tag, root.digest, root.media_type, root.raw))
+        else:
+            pushes.append(
+                ManifestPush(
+                    dst.repository,
+                    root.digest,
+                    root.digest,
+                    root.media_type,
+                    root.raw,
+                    subject=referrer.subject,
+                )
+            )
+        carried.add(root.digest)
+    # One push per manifest: a referrer reached twice (by two subjects) goes once.
+    unique = list({(p.reference, p.digest): p for p in pushes}.values())
+    return unique, carried, tuple(dict.fromkeys(present))
 
 
 def plan_copy(images: Sequence[ImageInput], *, allow_tag_move: bool = True) -> CopyPlan:

@@ -38,6 +38,7 @@ from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.promote import ImagePromotion, ImageSpec, promote_images
 from cloudops.pipeline.stages import Route, promotion_route, require_outside_release_approval
+from cloudops.referrers import is_referrer_tag
 from cloudops.refs import validate_digest, validate_tag
 from cloudops.versions import version_key
 
@@ -177,8 +178,9 @@ class Listing:
 
 def list_images(session: AccountSession, repository: str, *, limit: int = MAX_TAGS) -> Listing:
     """Every tag of ``repository`` in the session's own ECR with its digest and push time
-    (DescribeImages, paginated). More than ``limit`` tags is refused: a backfill of that
-    size is not one batch."""
+    (DescribeImages, paginated), but referrer tags (``sha256-<hex>[.sig|.att|.sbom]``: the
+    copy engine carries them with the image they refer to). More than ``limit`` tags is
+    refused: a backfill of that size is not one batch."""
     account = session.name
     what = f"listing images of {repository} in {account!r}"
     found = Listing()
@@ -204,6 +206,8 @@ def list_images(session: AccountSession, repository: str, *, limit: int = MAX_TA
                     )
                 pushed = detail.get("imagePushedAt")
                 for tag in tags:
+                    if is_referrer_tag(tag):
+                        continue  # a signature's or SBOM's tag: it travels with its image
                     image = _image(tag, detail.get("imageDigest"), pushed)
                     if image is None:
                         found.invalid += 1

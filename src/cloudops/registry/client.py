@@ -17,6 +17,8 @@ from urllib.parse import urlencode
 from cloudops.oci import (
     ACCEPT_MANIFESTS,
     MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    ImageIndex,
     Manifest,
     ManifestError,
     parse_manifest,
@@ -74,6 +76,46 @@ class RegistryReader:
         """Fetch and parse a manifest; when ``reference`` is a digest, the bytes are
         verified against it. Manifests over the 4 MiB limit are refused: at most 4 MiB + 1
         byte of the answer is ever read (memory stays bounded whatever is sent)."""
+        manifest = await self._fetch_manifest(repository, reference, missing_ok=False)
+        assert manifest is not None
+        return manifest
+
+    async def find_manifest(self, repository: str, reference: str) -> Manifest | None:
+        """:meth:`get_manifest`, or None when there is no such manifest (one request, where
+        a HEAD first would be two)."""
+        return await self._fetch_manifest(repository, reference, missing_ok=True)
+
+    async def referrers(self, repository: str, digest: str) -> ImageIndex | None:
+        """The OCI 1.1 referrers API: the index of manifests whose subject is ``digest``,
+        or None when the registry does not serve the API (the spec's 404; 400 and 405 from
+        registries that route the path elsewhere). Only the first page is read when the
+        registry paginates past the 4 MiB manifest bound (tens of thousands of entries)."""
+        response = await self._transport.request(
+            "GET",
+            f"/v2/{repository}/referrers/{digest}",
+            what=f"the referrers of {repository}@{digest[:19]}",
+            scopes=(Scope(repository),),
+            headers={"Accept": OCI_INDEX},
+            expect=(200, 400, 404, 405),
+            max_body=MAX_MANIFEST_BYTES,
+        )
+        if response.status != 200:
+            return None
+        if response.truncated:
+            raise ManifestError(
+                f"{self.host} listed more referrers of {repository}@{digest[:19]} than 4 MiB holds",
+                hint="run with --no-referrers to copy the image without them",
+            )
+        index = parse_manifest(response.body, OCI_INDEX)
+        if not isinstance(index, ImageIndex):
+            raise ManifestError(
+                f"{self.host} answered the referrers of {repository}@{digest[:19]} with a manifest, "
+                "not an index",
+                hint="the registry's referrers API is broken; run with --no-referrers",
+            )
+        return index
+
+    async def _fetch_manifest(self, repository: str, reference: str, *, missing_ok: bool) -> Manifest | None:
         what = f"manifest {repository}{'@' if ':' in reference else ':'}{reference}"
         response = await self._transport.request(
             "GET",
@@ -81,8 +123,11 @@ class RegistryReader:
             what=what,
             scopes=(Scope(repository),),
             headers={"Accept": ACCEPT_MANIFESTS},
+            expect=(200, 404) if missing_ok else (200,),
             max_body=MAX_MANIFEST_BYTES,
         )
+        if response.status == 404:
+            return None
         declared = _int_header(response, "content-length")
         if response.truncated or declared > MAX_MANIFEST_BYTES:
             size = f" is {declared} bytes," if declared > MAX_MANIFEST_BYTES else " is"
@@ -273,6 +318,21 @@ class RegistryWriter(RegistryReader):
     async def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
         """Push manifest bytes under a tag or digest; returns the digest the registry
         stored, which must be the sha256 of ``raw``."""
+        stored, _ = await self._put_manifest(repository, reference, raw, media_type)
+        return stored
+
+    async def put_referrer(self, repository: str, raw: bytes, media_type: str, subject: str) -> bool:
+        """Push a manifest that has a ``subject``, by its digest. True when the registry
+        answered ``OCI-Subject: <subject>``: it indexes referrers itself (the API). False
+        means the client must add it to the referrers tag schema's index (the spec's rule
+        for "Pushing Manifests with Subject")."""
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        _, response = await self._put_manifest(repository, digest, raw, media_type)
+        return response.headers.get("oci-subject") == subject
+
+    async def _put_manifest(
+        self, repository: str, reference: str, raw: bytes, media_type: str
+    ) -> tuple[str, HttpResponse]:
         what = f"push of manifest {repository}{'@' if ':' in reference else ':'}{reference}"
         response = await self._transport.request(
             "PUT",
@@ -290,7 +350,7 @@ class RegistryWriter(RegistryReader):
                 f"{self.host} stored {what} under digest {stored}, expected {expected}",
                 hint="the registry converted the manifest; the copy would not be by digest",
             )
-        return stored
+        return stored, response
 
 
 def _next_link(header: str | None) -> str | None:

@@ -38,7 +38,22 @@ loopback port PER ACCOUNT and streams /v2/* to that account's backend `docker-re
 - throttling: above ``"throttle_rate"`` requests per second on one account (a token
   bucket holding one second's worth; 0 = off, the default) a /v2/ request is answered
   ``429 TOOMANYREQUESTS "Rate exceeded"`` with ``Retry-After`` (whole seconds until a
-  request would pass). Counted after authentication, as ECR counts per account.
+  request would pass). Counted after authentication, as ECR counts per account;
+- the OCI 1.1 referrers API, which distribution 2.8 lacks (``"referrers_api": true``, the
+  default): ``GET /v2/<name>/referrers/<digest>`` answers 200 with an OCI image index
+  (``application/vnd.oci.image.index.v1+json``) of every manifest in that repository whose
+  ``subject.digest`` is ``<digest>``, sorted by digest, each entry its ``mediaType``,
+  ``digest``, ``size``, ``artifactType`` (the manifest's, else an image manifest's
+  config.mediaType) and ``annotations`` (when it has any). An unknown subject is 200 with
+  no entries, a malformed digest 400 DIGEST_INVALID; ``?artifactType=T`` keeps only that
+  type and the answer says so with ``OCI-Filters-Applied: artifactType``. A manifest PUT
+  whose body has a ``subject`` is answered ``OCI-Subject: <subject digest>``. The lists
+  come from moto's ECR (list_images, batch_get_image; manifests are the pushers' input,
+  parsed defensively: what does not parse is left out), are kept per repository for
+  REFERRERS_TTL seconds and updated at once by every manifest PUT through the front, so a
+  flush or a restarted front loses nothing. ``"referrers_api": false``: the referrers path
+  gets the backend's own 404 (distribution 2.8's answer) and no PUT carries
+  ``OCI-Subject``, so clients fall back to the referrers tag schema (``sha256-<hex>``).
 
 Admin endpoints on every port (no auth, loopback only): ``GET /_sandbox/health``,
 ``POST /_sandbox/expire-token?count=N``, ``POST /_sandbox/flush`` (forget cached
@@ -49,7 +64,7 @@ back to the config's values, zero the counters; world.reset calls it),
 and ``GET /_sandbox/stats`` (this account's counters: ``redirected`` blob GETs,
 ``blob_served`` and ``blob_refused`` by the blob host, ``blob_refused_auth`` (requests
 that reached the blob host WITH an Authorization header), ``patch_refused``,
-``throttled``).
+``throttled``, ``referrers_served`` (referrers lists answered)).
 
 The parent may bind each account's port itself and hand the listening socket over with
 ``--listen-fd ACCOUNT_ID=FD`` (world.up does: the port is then owned from the start, and
@@ -60,6 +75,7 @@ Config JSON::
 
     {"moto_url": "http://127.0.0.1:P", "region": "us-west-2", "blob_mounting": false,
      "blob_redirect": true, "blob_port": 0, "presign_expires": 300, "throttle_rate": 0,
+     "referrers_api": true,
      "accounts": [{"account_id": "111111111111", "listen_port": N,
                    "backend": "http://127.0.0.1:M"}, ...]}
 """
@@ -84,7 +100,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -98,10 +115,19 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 from yarl import URL
 
-from cloudops.oci import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES
+from cloudops.oci import (
+    ACCEPT_MANIFESTS,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    INDEX_MEDIA_TYPES,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_ecr.type_defs import ImageIdentifierTypeDef
     from mypy_boto3_sts import STSClient
 
 __all__ = [
@@ -121,6 +147,24 @@ EXPIRED_MESSAGE = "Your authorization token has expired. Reauthenticate and try 
 # be created at any moment and the very next push must see it).
 REPOSITORY_TTL = 2.0
 CHUNK = 256 * 1024
+# A repository's referrers lists, built from moto's ECR, are kept this long (every manifest
+# PUT through the front updates them at once; the expiry picks up changes made past it).
+REFERRERS_TTL = 2.0
+# Manifests fetched from ECR, parsed once per digest (content-addressed), per account.
+MAX_PARSED_MANIFESTS = 50_000
+# Referrers PUT through the front lately, per account: merged into a list built meanwhile.
+MAX_RECENT_REFERRERS = 1_000
+# ECR's batch_get_image takes at most 100 image ids.
+BATCH_GET_IMAGES = 100
+# Every manifest media type, so that ECR hands each manifest back as it was pushed.
+ALL_MANIFEST_TYPES = (
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
 
 # Repository names as distribution's reference grammar has them (refs.py); routes are
 # anchored at the end so a name may contain any path component.
@@ -131,6 +175,9 @@ _UPLOAD_START_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/blobs/uploads/?$")
 _UPLOAD_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/blobs/uploads/(?P<upload>[^/]+)$")
 _DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
 _BLOB_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/blobs/(?P<digest>{_DIGEST})$")
+_REFERRERS_RE = re.compile(rf"^/v2/(?P<name>{_NAME})/referrers/(?P<digest>[^/]*)$")
+# A digest that can name a subject: the registered algorithms, lowercase hex (image-spec).
+_SUBJECT_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 # The blob host's paths: /<account>/<repository name>/<digest>.
 _BLOB_HOST_RE = re.compile(rf"^/(?P<account>[0-9]{{12}})/(?P<name>{_NAME})/(?P<digest>{_DIGEST})$")
 AMZ_DATE = "%Y%m%dT%H%M%SZ"
@@ -182,6 +229,7 @@ class FrontConfig:
     blob_port: int = 0  # the blob host's port; 0 = any free one (bound by the front)
     presign_expires: int = 300
     throttle_rate: float = 0.0  # requests per second per account; 0 = no throttling
+    referrers_api: bool = True  # False: /v2/<name>/referrers/ is the backend's 404
 
 
 def load_config(path: Path) -> FrontConfig:
@@ -200,6 +248,7 @@ def load_config(path: Path) -> FrontConfig:
         blob_port=int(doc.get("blob_port", 0)),
         presign_expires=int(doc.get("presign_expires", 300)),
         throttle_rate=float(doc.get("throttle_rate", 0) or 0),
+        referrers_api=bool(doc.get("referrers_api", True)),
     )
 
 
@@ -363,12 +412,138 @@ class EcrAccount:
 
         self._run(put)
 
+    # -- manifests (the referrers API's source of truth) -----------------------------------
+    def image_digests(self, name: str) -> list[str]:
+        """Every image digest in the repository (list_images, all pages), sorted; [] when
+        the repository is gone."""
+
+        def list_all(client: ECRClient) -> list[str]:
+            digests: set[str] = set()
+            try:
+                # No registryId: a stale identity must show in the error's account id.
+                for page in client.get_paginator("list_images").paginate(repositoryName=name):
+                    for image_id in page.get("imageIds", []):
+                        digest = image_id.get("imageDigest")
+                        if isinstance(digest, str):
+                            digests.add(digest)
+            except client.exceptions.RepositoryNotFoundException as exc:
+                if f"'{self.account_id}'" not in str(exc):
+                    raise _StaleIdentity from None
+                return []
+            return sorted(digests)
+
+        return self._run(list_all)
+
+    def manifests(self, name: str, digests: Sequence[str]) -> list[tuple[str, str | None, str]]:
+        """(digest, media type, manifest text) of those of ``digests`` ECR has in the
+        repository (batch_get_image, every manifest media type accepted); what ECR does not
+        hand back is left out."""
+
+        def fetch(client: ECRClient) -> list[tuple[str, str | None, str]]:
+            found: dict[str, tuple[str, str | None, str]] = {}
+            for start in range(0, len(digests), BATCH_GET_IMAGES):
+                ids: list[ImageIdentifierTypeDef] = [
+                    {"imageDigest": d} for d in digests[start : start + BATCH_GET_IMAGES]
+                ]
+                try:
+                    answer = client.batch_get_image(
+                        repositoryName=name, imageIds=ids, acceptedMediaTypes=list(ALL_MANIFEST_TYPES)
+                    )
+                except client.exceptions.RepositoryNotFoundException as exc:
+                    if f"'{self.account_id}'" not in str(exc):
+                        raise _StaleIdentity from None
+                    return []
+                for image in answer.get("images", []):
+                    if image.get("registryId", self.account_id) != self.account_id:
+                        raise _StaleIdentity
+                    digest = image.get("imageId", {}).get("imageDigest")
+                    text = image.get("imageManifest")
+                    media_type = image.get("imageManifestMediaType")
+                    if isinstance(digest, str) and isinstance(text, str):
+                        found[digest] = (digest, media_type if isinstance(media_type, str) else None, text)
+            return list(found.values())
+
+        return self._run(fetch)
+
+
+# -- referrers ---------------------------------------------------------------------------------
+Referrer = tuple[str, dict[str, Any]]  # (subject digest, the referrer's descriptor)
+
+
+def referrer_of(raw: bytes, digest: str, media_type: str | None) -> Referrer | None:
+    """The subject and descriptor of the manifest ``raw`` stored as ``digest``, for the
+    referrers API; None for a manifest without a subject and for anything that does not
+    parse as one (manifests are the pushers' input: no field is trusted to be there or to
+    have its type). ``media_type`` (the Content-Type it was pushed with) stands in for a
+    missing ``mediaType`` field."""
+    algorithm, _, hexdigest = digest.partition(":")
+    if algorithm not in ("sha256", "sha512") or hashlib.new(algorithm, raw).hexdigest() != hexdigest:
+        return None  # not the bytes stored under that digest: its size would be a lie
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    subject = doc.get("subject")
+    if not isinstance(subject, dict):
+        return None
+    subject_digest, subject_size = subject.get("digest"), subject.get("size", 0)
+    if not isinstance(subject_digest, str) or not _SUBJECT_DIGEST_RE.fullmatch(subject_digest):
+        return None
+    if not isinstance(subject_size, int) or isinstance(subject_size, bool) or subject_size < 0:
+        return None
+    kind = doc.get("mediaType", media_type)
+    if not isinstance(kind, str) or not kind:
+        return None
+    descriptor: dict[str, Any] = {"mediaType": kind, "digest": digest, "size": len(raw)}
+    artifact_type = doc.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        return None
+    config = doc.get("config")
+    if config is not None and not isinstance(config, dict):
+        return None
+    if not artifact_type and config is not None and kind not in INDEX_MEDIA_TYPES:
+        # The spec: else an image manifest's config.mediaType; an index's stays omitted.
+        artifact_type = config.get("mediaType")
+        if artifact_type is not None and not isinstance(artifact_type, str):
+            return None
+    if artifact_type:
+        descriptor["artifactType"] = artifact_type
+    annotations = doc.get("annotations")
+    if annotations is not None:
+        if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+            return None
+        if annotations:
+            descriptor["annotations"] = annotations
+    return subject_digest, descriptor
+
+
+@dataclass
+class _Referrers:
+    """One repository's referrers lists: subject digest -> referrer digest -> descriptor."""
+
+    expires: float
+    subjects: dict[str, dict[str, dict[str, Any]]]
+
+    def add(self, referrer: Referrer) -> None:
+        subject, descriptor = referrer
+        self.subjects.setdefault(subject, {})[descriptor["digest"]] = descriptor
+
 
 def _error_code(exc: botocore.exceptions.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-_COUNTERS = ("redirected", "blob_served", "blob_refused", "blob_refused_auth", "patch_refused", "throttled")
+_COUNTERS = (
+    "redirected",
+    "blob_served",
+    "blob_refused",
+    "blob_refused_auth",
+    "patch_refused",
+    "throttled",
+    "referrers_served",
+)
 
 
 @dataclass
@@ -383,9 +558,28 @@ class _AccountFront:
     refilled: float = 0.0
     patched: dict[str, None] = field(default_factory=dict)  # upload ids that had their PATCH
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
+    referrers: dict[str, _Referrers] = field(default_factory=dict)  # per repository
+    # digest -> what referrer_of made of that manifest (None: not a referrer), any repository
+    parsed: dict[str, Referrer | None] = field(default_factory=dict)
+    # (when, repository, referrer) of referrers PUT through the front lately
+    recent_referrers: deque[tuple[float, str, Referrer]] = field(
+        default_factory=lambda: deque(maxlen=MAX_RECENT_REFERRERS)
+    )
+    generation: int = 0  # bumped by a flush: a list built before it is not kept
 
     def __post_init__(self) -> None:
         self.backend_url = URL(self.config.backend)
+
+    def remember_parsed(self, digest: str, referrer: Referrer | None) -> None:
+        self.parsed[digest] = referrer
+        while len(self.parsed) > MAX_PARSED_MANIFESTS:
+            del self.parsed[next(iter(self.parsed))]
+
+    def forget_referrers(self) -> None:
+        self.referrers.clear()
+        self.parsed.clear()
+        self.recent_referrers.clear()
+        self.generation += 1
 
     def set_throttle(self, rate: float) -> None:
         self.throttle_rate = max(0.0, rate)
@@ -561,6 +755,7 @@ class EcrFront:
             acct.set_throttle(self.config.throttle_rate)
             acct.presign_expires = self.config.presign_expires
             acct.patched.clear()
+            acct.forget_referrers()
             acct.counters = dict.fromkeys(_COUNTERS, 0)
             return web.json_response({"account_id": acct.config.account_id, "flushed": True})
         if what == "throttle" and request.method == "POST":
@@ -635,6 +830,10 @@ class EcrFront:
 
         if manifest is not None and request.method == "PUT":
             return await self._put_manifest(acct, request, name, manifest["ref"], repo)
+
+        referrers = _REFERRERS_RE.fullmatch(path)
+        if referrers is not None and self.config.referrers_api:
+            return await self._list_referrers(acct, request, name, referrers["digest"])
 
         blob = _BLOB_RE.fullmatch(path)
         if blob is not None and request.method == "GET" and self.blob_base is not None:
@@ -719,7 +918,76 @@ class EcrFront:
                 )
             except UnicodeDecodeError:
                 return ecr_error(400, "MANIFEST_INVALID", "manifest is not UTF-8 JSON")
-            return _buffered_reply(acct, request, upstream, reply_body)
+            reply = _buffered_reply(acct, request, upstream, reply_body)
+        if self.config.referrers_api:
+            referrer = referrer_of(body, digest, media_type)
+            acct.remember_parsed(digest, referrer)
+            if referrer is not None:
+                acct.recent_referrers.append((time.monotonic(), name, referrer))
+                cached = acct.referrers.get(name)
+                if cached is not None:
+                    cached.add(referrer)
+                reply.headers["OCI-Subject"] = referrer[0]
+        return reply
+
+    async def _list_referrers(
+        self, acct: _AccountFront, request: web.Request, name: str, digest: str
+    ) -> web.StreamResponse:
+        """The OCI 1.1 referrers API: an image index of the manifests whose subject is ``digest``."""
+        if request.method not in ("GET", "HEAD"):
+            return ecr_error(
+                405,
+                "UNSUPPORTED",
+                f"{request.method} is not supported on the referrers API",
+                {"Allow": "GET"},
+            )
+        if not _SUBJECT_DIGEST_RE.fullmatch(digest):
+            return ecr_error(400, "DIGEST_INVALID", f"invalid digest '{digest[:200]}'")
+        subjects = await self._referrers_of(acct, name)
+        entries = sorted(subjects.get(digest, {}).values(), key=lambda d: str(d["digest"]))
+        headers = {"Docker-Distribution-API-Version": "registry/2.0"}
+        wanted = request.query.get("artifactType")
+        if wanted:
+            # A '+' the client left unencoded arrives as a space; media types hold none.
+            wanted = wanted.replace(" ", "+")
+            entries = [d for d in entries if d.get("artifactType") == wanted]
+            headers["OCI-Filters-Applied"] = "artifactType"
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        acct.counters["referrers_served"] += 1
+        return web.Response(
+            status=200, body=json.dumps(index).encode(), content_type=OCI_INDEX, headers=headers
+        )
+
+    async def _referrers_of(self, acct: _AccountFront, name: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """The repository's referrers lists, from memory while fresh, else rebuilt from
+        moto's ECR (manifests already parsed are not fetched again: digests name content)."""
+        started = time.monotonic()
+        cached = acct.referrers.get(name)
+        if cached is not None and cached.expires > started:
+            return cached.subjects
+        generation = acct.generation
+        digests = await asyncio.to_thread(acct.ecr.image_digests, name)
+        known = {d: acct.parsed[d] for d in digests if d in acct.parsed}
+        unknown = [d for d in digests if d not in known]
+        if unknown:
+            for digest, media_type, text in await asyncio.to_thread(acct.ecr.manifests, name, unknown):
+                try:
+                    raw = text.encode("utf-8")
+                except UnicodeEncodeError:  # lone surrogates: not what anyone pushed
+                    continue
+                known[digest] = referrer_of(raw, digest, media_type)
+                acct.remember_parsed(digest, known[digest])
+        built = _Referrers(time.monotonic() + REFERRERS_TTL, {})
+        for referrer in known.values():
+            if referrer is not None:
+                built.add(referrer)
+        # A PUT that registered its manifest in ECR after the listing began is not in it.
+        for when, repository, referrer in acct.recent_referrers:
+            if repository == name and when >= started:
+                built.add(referrer)
+        if acct.generation == generation:
+            acct.referrers[name] = built
+        return built.subjects
 
     async def _redirect_blob(
         self, acct: _AccountFront, request: web.Request, name: str, digest: str

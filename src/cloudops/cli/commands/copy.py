@@ -12,7 +12,13 @@ import click
 from cloudops.cli import exit_codes
 from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, stderr
 from cloudops.cli.progress import CopyProgressDisplay
-from cloudops.cli.registry_flags import authfile_option, build_keychain, env_credentials, tls_options
+from cloudops.cli.registry_flags import (
+    authfile_option,
+    build_keychain,
+    env_credentials,
+    no_referrers_option,
+    tls_options,
+)
 from cloudops.cli.settings import retry_policy
 from cloudops.copy import CopyEngine, CopyReport, CopyRequest
 from cloudops.errors import InputError
@@ -79,6 +85,7 @@ def _read_batch(path: Path) -> list[CopyRequest]:
     show_default=True,
     help="Blob transfers at once.",
 )
+@no_referrers_option
 @handles_errors
 def copy(
     src: str | None,
@@ -92,6 +99,7 @@ def copy(
     insecure: tuple[str, ...],
     ca_bundle: Path | None,
     concurrency: int,
+    no_referrers: bool,
 ) -> None:
     """Copy SRC to DST by digest, every platform of an index, keeping the digest.
 
@@ -99,6 +107,10 @@ def copy(
     tag. Only what DST lacks is moved; the tag is written last, after every blob and
     child manifest is in, and read back to verify the digest. Re-running is safe: when DST
     already has the digest under that tag, nothing is written.
+
+    What refers to the image (cosign signatures, SBOMs, attestations: by the OCI referrers
+    API, the referrers tag schema, or cosign's sha256-<hex>.sig/.att/.sbom tags) travels
+    with it, by digest, before the tag; --no-referrers copies the image alone.
 
     Credentials never go on the command line: they come from $CLOUDOPS_SRC_CREDS and
     $CLOUDOPS_DEST_CREDS (USER:PASSWORD), --authfile, $REGISTRY_AUTH_FILE, or Docker's
@@ -125,7 +137,7 @@ def copy(
     keychain = build_keychain(static, authfile)
     settings = TransportSettings.build(insecure, ca_bundle, retry=retry_policy())
 
-    report = asyncio.run(_run(requests, keychain, settings, concurrency, quiet or as_json))
+    report = asyncio.run(_run(requests, keychain, settings, concurrency, quiet or as_json, not no_referrers))
     if as_json:
         emit_json(report.as_dict())
     failed = [r for r in report.results if not r.ok]
@@ -149,7 +161,9 @@ async def _run(
     settings: TransportSettings,
     concurrency: int,
     quiet: bool,
+    referrers: bool,
 ) -> CopyReport:
     async with RegistrySession(keychain, settings) as pool:
         with CopyProgressDisplay("copy", quiet=quiet) as progress:
-            return await CopyEngine(pool, concurrency=concurrency, progress=progress).copy(requests)
+            engine = CopyEngine(pool, concurrency=concurrency, progress=progress, referrers=referrers)
+            return await engine.copy(requests)

@@ -1,0 +1,195 @@
+"""Signatures, SBOMs and attestations travel with the image: real distribution 2.8
+registries (no referrers API: the tag schema fallback, and cosign's tags)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Registry
+from tests.support.faults import Rule, fault_proxy
+from tests.support.images import OCI_INDEX, Pusher, TestImage, make_image, make_index, random_layer
+from tests.support.referrers import (
+    SBOM_TYPE,
+    SIG_TYPE,
+    fallback_digests,
+    fallback_index,
+    make_cosign_signature,
+    make_referrer,
+    push_referrer,
+    tag_of,
+)
+from tests.support.run import cloudops, copy_images
+
+KiB = 1024
+REPO = "ep/cortex"
+
+
+@pytest.fixture
+def signed(registry: Registry) -> tuple[TestImage, dict[str, TestImage]]:
+    """An image with an SBOM, a signature on the image, a signature on the SBOM (depth 2)
+    and a cosign ``.sig`` tag."""
+    image = make_image([random_layer(200 * KiB), random_layer(30 * KiB)])
+    pusher = Pusher(registry.url)
+    pusher.push(REPO, "1.0", image)
+    sbom = make_referrer(image, SBOM_TYPE, b'{"spdxVersion":"SPDX-2.3"}')
+    sig = make_referrer(image, SIG_TYPE, b'{"critical":{}}', annotations={"note": "image signature"})
+    sbom_sig = make_referrer(sbom, SIG_TYPE, b'{"critical":{"sbom":true}}')
+    push_referrer(pusher, REPO, sbom, image.digest)
+    push_referrer(pusher, REPO, sig, image.digest)
+    push_referrer(pusher, REPO, sbom_sig, sbom.digest)
+    cosign = make_cosign_signature(b'{"critical":{"legacy":true}}')
+    pusher.push(REPO, tag_of(image.digest, "sig"), cosign)
+    return image, {"sbom": sbom, "sig": sig, "sbom_sig": sbom_sig, "cosign": cosign}
+
+
+def _copy(registry: Registry, registry2: Registry) -> dict[str, object]:
+    report = copy_images(
+        [(f"{registry.host}/{REPO}:1.0", f"{registry2.host}/{REPO}:1.0")], [registry.host, registry2.host]
+    )
+    assert report.ok, report.as_dict()
+    [result] = report.as_dict()["images"]  # type: ignore[misc]
+    return result  # type: ignore[no-any-return]
+
+
+def test_every_referrer_travels_by_digest_with_its_subject(
+    registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]]
+) -> None:
+    image, refs = signed
+    result = _copy(registry, registry2)
+
+    dest = Pusher(registry2.url)
+    assert dest.manifest_digest(REPO, "1.0") == image.digest
+    for name in ("sbom", "sig", "sbom_sig"):
+        assert dest.manifest_digest(REPO, refs[name].digest) == refs[name].digest, name
+        assert all(dest.blob_exists(REPO, b.digest) for b in refs[name].blobs)
+    # The destination has no API either: its fallback index lists them, as at the source.
+    assert fallback_digests(dest, REPO, image.digest) == {refs["sbom"].digest, refs["sig"].digest}
+    assert fallback_digests(dest, REPO, refs["sbom"].digest) == {refs["sbom_sig"].digest}
+    assert dest.manifest_digest(REPO, tag_of(image.digest, "sig")) == refs["cosign"].digest
+    carried = {(r["digest"], r["via"], r["status"]) for r in result["referrers"]}  # type: ignore[attr-defined]
+    assert carried == {
+        (refs["sbom"].digest, "tag-schema", "copied"),
+        (refs["sig"].digest, "tag-schema", "copied"),
+        (refs["sbom_sig"].digest, "tag-schema", "copied"),
+        (refs["cosign"].digest, "cosign-tag", "copied"),
+    }
+
+
+def test_a_rerun_writes_nothing_and_a_new_signature_follows_an_image_already_there(
+    registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]]
+) -> None:
+    image, _ = signed
+    _copy(registry, registry2)
+    again = _copy(registry, registry2)
+    assert again["status"] == "up-to-date" and again["manifests_pushed"] == 0
+    assert {r["status"] for r in again["referrers"]} == {"present"}  # type: ignore[attr-defined]
+
+    late = make_referrer(image, SIG_TYPE, b'{"critical":{"late":true}}')
+    push_referrer(Pusher(registry.url), REPO, late, image.digest)
+    third = _copy(registry, registry2)
+    assert third["status"] == "up-to-date"
+    assert [r["digest"] for r in third["referrers"] if r["status"] == "copied"] == [late.digest]  # type: ignore[attr-defined]
+    assert late.digest in fallback_digests(Pusher(registry2.url), REPO, image.digest)
+
+
+def test_the_destinations_own_referrers_stay_in_its_index(
+    registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]]
+) -> None:
+    image, refs = signed
+    dest = Pusher(registry2.url)
+    theirs = make_referrer(image, "application/vnd.example.scan+json", b'{"scan":"clean"}')
+    push_referrer(dest, REPO, theirs, image.digest)  # before the image itself is there
+
+    _copy(registry, registry2)
+
+    assert fallback_digests(dest, REPO, image.digest) == {
+        theirs.digest,
+        refs["sbom"].digest,
+        refs["sig"].digest,
+    }
+
+
+def test_referrers_of_each_platform_travel_with_the_index(registry: Registry, registry2: Registry) -> None:
+    amd = make_image([random_layer(50 * KiB, oci=True)], oci=True, arch="amd64")
+    arm = make_image([random_layer(60 * KiB, oci=True)], oci=True, arch="arm64")
+    index = make_index([(amd, "amd64"), (arm, "arm64")], oci=True)
+    pusher = Pusher(registry.url)
+    pusher.push(REPO, "1.0", index)
+    attestation = make_referrer(arm, "application/vnd.in-toto+json", b'{"predicateType":"slsa"}')
+    push_referrer(pusher, REPO, attestation, arm.digest)
+
+    result = _copy(registry, registry2)
+
+    assert [r["subject"] for r in result["referrers"]] == [arm.digest]  # type: ignore[attr-defined]
+    assert fallback_digests(Pusher(registry2.url), REPO, arm.digest) == {attestation.digest}
+
+
+def test_an_index_entry_whose_subject_is_another_manifest_is_reported_not_copied(
+    registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]]
+) -> None:
+    """A fallback index is written by clients, so it can be wrong: an entry that does not
+    name the image as its subject is not carried as the image's (distribution refuses an
+    index naming manifests it lacks, so this is the stale entry it lets through)."""
+    image, refs = signed
+    pusher = Pusher(registry.url)
+    stray = refs["sbom_sig"]  # its subject is the SBOM, not the image
+    listed = [
+        *fallback_index(pusher, REPO, image.digest),
+        {"mediaType": stray.media_type, "digest": stray.digest, "size": len(stray.manifest)},
+    ]
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": listed}
+    pusher.push_manifest(REPO, tag_of(image.digest), json.dumps(index).encode(), OCI_INDEX)
+
+    result = _copy(registry, registry2)
+
+    warning = f"lists {stray.digest[:19]} as a referrer of {image.digest[:19]}, but its subject is another"
+    assert any(warning in w for w in result["warnings"])  # type: ignore[attr-defined]
+    dest = Pusher(registry2.url)
+    assert fallback_digests(dest, REPO, image.digest) == {refs["sbom"].digest, refs["sig"].digest}
+    assert fallback_digests(dest, REPO, refs["sbom"].digest) == {stray.digest}  # under its own subject
+
+
+def test_no_referrers_copies_the_image_alone(
+    registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]]
+) -> None:
+    image, refs = signed
+    result = cloudops(
+        "copy",
+        f"{registry.host}/{REPO}:1.0",
+        f"{registry2.host}/{REPO}:1.0",
+        "--no-referrers",
+        "--json",
+        "--insecure-registry",
+        registry.host,
+        "--insecure-registry",
+        registry2.host,
+    )
+    assert result.returncode == 0, result.stderr
+    [copied] = json.loads(result.stdout)["images"]
+    assert copied["referrers"] == []
+    dest = Pusher(registry2.url)
+    assert dest.manifest_digest(REPO, "1.0") == image.digest
+    assert dest.manifest_digest(REPO, refs["sig"].digest) is None
+    assert dest.manifest_digest(REPO, tag_of(image.digest, "sig")) is None
+
+
+def test_no_tag_is_written_before_every_referrer_is_in(
+    registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]]
+) -> None:
+    _, refs = signed
+    with fault_proxy(registry2.url) as proxy:
+        proxy.add(
+            Rule("status", path=f"/manifests/{refs['sbom_sig'].digest}", method="PUT", status=500, times=-1)
+        )
+        report = copy_images(
+            [(f"{registry.host}/{REPO}:1.0", f"{proxy.host}/{REPO}:1.0")], [registry.host, proxy.host]
+        )
+    [result] = report.results
+    assert result.status == "failed" and "500" in str(result.error)
+    dest = Pusher(registry2.url)
+    assert dest.manifest_digest(REPO, "1.0") is None  # the tag waits for its referrers
+
+    assert _copy(registry, registry2)["status"] == "copied"  # and a re-run completes
+    assert dest.manifest_digest(REPO, refs["sbom_sig"].digest) == refs["sbom_sig"].digest
