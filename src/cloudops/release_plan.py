@@ -60,6 +60,7 @@ from cloudops.pipeline.plan import (
 )
 from cloudops.pipeline.promote import ImageSpec, promote_images
 from cloudops.pipeline.records import MAX_BYTES, PromotionRecord
+from cloudops.pipeline.signatures import SignatureGate
 from cloudops.pipeline.stages import Route, promotion_route
 from cloudops.refs import validate_tag
 from cloudops.registry import RegistryReader, RegistrySession
@@ -172,18 +173,25 @@ async def _lookups(
     if hosts is None or not wanted.images:
         return [], await _package_facts(context, route, version) if version is not None else None
     keychain = context.keychain(route.source, route.destination)
+    gate = SignatureGate.for_stage(context.pipeline, route.destination)
     async with RegistrySession(keychain, context.transport_settings()) as pool:
         src, dst = pool.reader(hosts[0]), pool.reader(hosts[1])
-        images = _all(_image_facts(src, dst, item) for item in wanted.images)
+        images = _all(_image_facts(src, dst, item, gate) for item in wanted.images)
         if version is None:
             return await images, None
         return await _all2(images, _package_facts(context, route, version))
 
 
-async def _image_facts(src: RegistryReader, dst: RegistryReader, item: _Item) -> ImageFacts:
+async def _image_facts(
+    src: RegistryReader, dst: RegistryReader, item: _Item, gate: SignatureGate | None
+) -> ImageFacts:
     source, destination = await _all2(
         src.head_manifest(item.repository, item.tag), dst.head_manifest(item.repository, item.tag)
     )
+    signed = signature = None
+    if gate is not None and source is not None:
+        verification = await gate.check(src, item.repository, source.digest)
+        signed, signature = verification.ok, verification.reason
     estimate = 0
     if source is not None and destination is None and item.pinned in (None, source.digest):
         sizes = await _blob_sizes(src, item.repository, source.digest, 0)  # only what a copy moves
@@ -195,6 +203,8 @@ async def _image_facts(src: RegistryReader, dst: RegistryReader, item: _Item) ->
         destination=destination.digest if destination is not None else None,
         bytes=estimate,
         pinned=item.pinned,
+        signed=signed,
+        signature=signature,
     )
 
 

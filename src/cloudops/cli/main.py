@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("audit", "audit"),
     "tags": ("tags", "tags"),
     "lifecycle": ("lifecycle", "lifecycle"),
+    "sign": ("signatures", "sign"),
+    "verify": ("signatures", "verify"),
     "jenkins": ("jenkins", "jenkins"),
     "sandbox": ("sandbox", "sandbox"),
     "demo": ("demo", "demo"),

@@ -21,6 +21,7 @@ class PipelineContext:
         credential_overrides: dict[str, AccountCredentials] | None = None,
         retry: RetryPolicy | None = None,
         transfer: TransferSettings | None = None,
+        referrers: bool = True,
     ):
         self.pipeline = pipeline
         self.sessions = SessionFactory(
@@ -29,6 +30,8 @@ class PipelineContext:
         self.retry = retry or RetryPolicy()
         self.transfer = transfer or TransferSettings()
         """Multipart sizes and workers of package transfers (every path: publish, promote, apply)."""
+        self.referrers = referrers
+        """Carry signatures, SBOMs and attestations with every image promoted (--no-referrers: off)."""
 
     def session(self, account: str) -> AccountSession:
         self.pipeline.account(account)  # a clear error for an unknown name

@@ -13,6 +13,7 @@ steps, as in promo-tools' schema package. Every message names the file and line.
     source_repositories: {account: build, names: [cloudcore-for-aws, docker]}
     endpoints: {aws: URL, registries: {qa: HOST}, insecure_registries: false}
     approvals: {prod: {approvers: ["arn:aws:sts::444444444444:assumed-role/release-approver/*"]}}
+    verify: {keys: [keys/cosign.pub], required_for: [preprod, prod]}   # docs/signatures.md
     repositories:                      # the ECR repositories' settings (docs/accounts.md)
       defaults: {tag_immutability: IMMUTABLE, scan_on_push: true, encryption: {type: AES256},
                  lifecycle: {keep_untagged_days: 14, keep_last_tags: 50}, policy: null}
@@ -282,6 +283,14 @@ class Repositories(_Strict):
     """Per pipeline image: the settings that differ from the defaults."""
 
 
+class Verify(_Strict):
+    """Which stages accept only signed images, and the cosign public keys that count."""
+
+    keys: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default=[], max_length=32)
+    """PEM files (cosign.pub), relative to pipeline.yaml's folder."""
+    required_for: list[str] = []
+
+
 class Pipeline(_Strict):
     accounts: dict[str, Account]
     stages: list[str]
@@ -294,6 +303,8 @@ class Pipeline(_Strict):
     """Allow promoting past a stage (build straight to prod). Off: every stage in order."""
     approvals: dict[str, Approval] = {}
     """Per stage: who must approve a release before it is applied there."""
+    verify: Verify | None = None
+    """Stages that accept only images with a valid cosign signature (docs/signatures.md)."""
     repositories: Repositories | None = None
     """The settings of every pipeline image's repository (docs/accounts.md). Without the
     section: the defaults, and lifecycle and repository policies left as they are."""
@@ -330,6 +341,13 @@ class Pipeline(_Strict):
         if stage in self.approvals:
             return self.approvals[stage]
         return Approval() if self.stages and stage == self.stages[-1] else NO_APPROVAL
+
+    def requires_signature(self, stage: str) -> bool:
+        return self.verify is not None and stage in self.verify.required_for
+
+    def verify_key_paths(self) -> list[Path]:
+        base = self.path.parent if self.path else Path.cwd()
+        return [base / key for key in (self.verify.keys if self.verify else [])]
 
     def repository_settings(self, name: str) -> RepositorySettings:
         """The settings of image repository ``name``: the defaults merged with its
@@ -533,6 +551,7 @@ def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
             (("source_repositories", "account"), f"unknown account {pipeline.source_repositories.account!r}")
         )
     problems += _approval_rules(pipeline)
+    problems += _verify_rules(pipeline)
     problems += _ownership_rules(pipeline)
     problems += _repository_rules(pipeline)
     return problems
@@ -635,6 +654,24 @@ def _policy_rules(
                 )
             ]
     return []
+
+
+def _verify_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
+    verify = pipeline.verify
+    if verify is None:
+        return []
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for index, stage in enumerate(verify.required_for):
+        where = ("verify", "required_for", index)
+        if stage not in pipeline.stages:
+            problems.append((where, f"{stage!r} is not a stage"))
+        elif stage == pipeline.stages[0]:
+            problems.append(
+                (where, f"nothing is promoted into the first stage {stage!r}: sign there instead")
+            )
+    if verify.required_for and not verify.keys:
+        problems.append((("verify", "keys"), "stages require signatures but no public key is named"))
+    return problems
 
 
 def _approval_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:

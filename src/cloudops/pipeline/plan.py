@@ -49,7 +49,9 @@ MAX_PLAN_BYTES = 1024 * 1024
 NEW_PLAN = "make a new plan with `cloudops plan --to ACCOUNT --release FILE`"
 PLAN_COLUMNS = ("kind", "name", "what happens", "digest")
 
-ImageStatus = Literal["present", "copy", "refused-tag-move", "refused-missing", "refused-pin-mismatch"]
+ImageStatus = Literal[
+    "present", "copy", "refused-tag-move", "refused-missing", "refused-pin-mismatch", "refused-unsigned"
+]
 PackageStatus = Literal["present", "copy", "refused-missing", "refused-version-conflict"]
 
 
@@ -118,6 +120,12 @@ class ImageFacts:
     """What a copy would move (the caller's estimate: blobs the destination lacks)."""
     pinned: str | None = None
     """The digest the release file pins the tag to, if it pins one."""
+    signed: bool | None = None
+    """Whether a trusted cosign signature names the source digest; None: the destination
+    stage does not require one (pipeline.yaml verify:)."""
+    signature: str | None = None
+    """What the signature check found, in words ("signed by keys/cosign.pub", or what
+    was missing or wrong)."""
 
 
 @dataclass(frozen=True)
@@ -138,11 +146,15 @@ class PromotionFacts:
     """Checks made while gathering, e.g. "stage order build -> qa", one guard per account."""
 
 
-def image_status(pinned: str | None, source: str | None, destination: str | None) -> ImageStatus:
+def image_status(
+    pinned: str | None, source: str | None, destination: str | None, signed: bool | None = None
+) -> ImageStatus:
     if source is None:
         return "refused-missing"
     if pinned is not None and pinned != source:
         return "refused-pin-mismatch"  # checked before the destination: the release file is wrong
+    if signed is False:
+        return "refused-unsigned"  # even when present: the stage accepts only signed images
     if destination == source:
         return "present"
     return "copy" if destination is None else "refused-tag-move"
@@ -166,12 +178,14 @@ class PlannedImage(_Strict):
     source: Digest | None
     destination: Digest | None
     bytes: _Bytes = 0
+    signed: bool | None = None
+    signature: _Text | None = None
     status: ImageStatus
 
     @model_validator(mode="after")
     def _status_follows(self) -> PlannedImage:
         # An edited status (refused -> copy) must not survive even with a recomputed hash.
-        expected = image_status(self.pinned, self.source, self.destination)
+        expected = image_status(self.pinned, self.source, self.destination, self.signed)
         if self.status != expected:
             raise ValueError(f"status {self.status!r} does not follow from its digests ({expected!r} does)")
         return self
@@ -313,6 +327,10 @@ def changes_since(plan: PromotionPlan, fresh: PromotionFacts) -> list[str]:
             changes.append(_source_change(name, src, old.source, new.source, "now names"))
         if new.destination != old.destination:
             changes.append(_destination_change(name, dst, old.destination, new.destination))
+        if new.signed != old.signed:
+            changes.append(
+                f"the signature check of {name} now says: {new.signature} (the plan has {old.signature})"
+            )
     old_pkg, new_pkg = plan.package, package
     old_version = old_pkg.version if old_pkg else "none"
     new_version = new_pkg.version if new_pkg else "none"
@@ -339,9 +357,12 @@ def plan_rows(plan: PromotionPlan) -> list[tuple[str, ...]]:
         "refused-tag-move": "refused: tag would move",
         "refused-missing": f"refused: missing at {source}",
         "refused-pin-mismatch": "refused: not the pinned digest",
+        "refused-unsigned": "refused: no valid signature",
     }
     for i in plan.images:
         action = image_actions.get(i.status) or f"copy {human_bytes(i.bytes)}"
+        if i.signed:
+            action += ", signed"
         rows.append(("image", i.name, action, _short(i.source or i.pinned, none="-")))
     if (p := plan.package) is not None:
         package_actions = {
@@ -382,7 +403,7 @@ def _decide(facts: PromotionFacts) -> tuple[tuple[PlannedImage, ...], PlannedPac
         decided = _Decided.model_validate(
             {
                 "images": [
-                    dict(asdict(i), status=image_status(i.pinned, i.source, i.destination))
+                    dict(asdict(i), status=image_status(i.pinned, i.source, i.destination, i.signed))
                     for i in facts.images
                 ],
                 "package": None
@@ -401,7 +422,14 @@ def _hash(route: PlanRoute, images: Sequence[PlannedImage], package: PlannedPack
         # A release's route is hashed as before rollbacks existed (plans made then still apply).
         "route": route.model_dump(mode="json", exclude=({"purpose"} if route.purpose == "release" else None)),
         "images": sorted(
-            (i.model_dump(mode="json", exclude={"bytes"}) for i in images),
+            # Signature fields only where a stage requires them: plans made before they
+            # existed keep their hashes.
+            (
+                i.model_dump(
+                    mode="json", exclude={"bytes", "signed", "signature"} if i.signed is None else {"bytes"}
+                )
+                for i in images
+            ),
             key=lambda i: (i["repository"], i["tag"]),
         ),
         "package": None if package is None else package.model_dump(mode="json", exclude={"source_size"}),
@@ -425,6 +453,12 @@ def _refusals(plan: PromotionPlan) -> list[str]:
             out.append(
                 f"{i.name} in {src} is {_short(i.source)}, not the pinned {_short(i.pinned)}: "
                 "fix the digest in the release file"
+            )
+        elif i.status == "refused-unsigned":
+            out.append(
+                f"{i.name} in {src} ({_short(i.source)}) has no valid signature: {i.signature}; "
+                f"{dst} accepts only signed images: sign it in the build account (`cloudops sign`) "
+                "and promote it again so the signature travels with it"
             )
         elif i.status == "refused-tag-move":
             out.append(

@@ -19,13 +19,19 @@ from cloudops.aws.ecr import EcrRepositories
 from cloudops.aws.guard import require_account
 from cloudops.copy.engine import CopyEngine, CopyProgress, TagConflictError
 from cloudops.copy.plan import CopyRequest
-from cloudops.errors import CloudopsError, InputError
+from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.records import PromotionRecord
+from cloudops.pipeline.signatures import SignatureGate
 from cloudops.pipeline.stages import Route, promotion_route, require_outside_release_approval
 from cloudops.refs import Reference, validate_tag
 from cloudops.registry.session import RegistrySession
+
+
+class UnsignedImageError(RefusedError):
+    """The destination stage requires a valid cosign signature and the image has none."""
+
 
 Status = Literal["planned", "promoted", "already-promoted", "refused", "failed"]
 
@@ -55,6 +61,8 @@ class ImagePromotion:
     error: CloudopsError | None = None
     action: str = ""
     recorded: bool = field(default=False)
+    referrers: list[dict[str, object]] = field(default_factory=list)
+    """Signatures, SBOMs, attestations carried with the image (copy engine's report)."""
 
     @property
     def ok(self) -> bool:
@@ -75,6 +83,7 @@ class ImagePromotion:
             "seconds": round(self.seconds, 3),
             "error": str(self.error) if self.error else None,
             "recorded": self.recorded,
+            "referrers": self.referrers,
         }
 
 
@@ -134,6 +143,7 @@ async def _promote(
     concurrency: int,
 ) -> list[ImagePromotion]:
     keychain = context.keychain(route.source, route.destination)
+    gate = SignatureGate.for_stage(context.pipeline, route.destination)
     async with RegistrySession(keychain, context.transport_settings()) as pool:
         src, dst = pool.reader(src_host), pool.reader(dst_host)
         started = time.monotonic()
@@ -154,6 +164,16 @@ async def _promote(
                         hint=image.pin_hint or "the release file pins another digest: fix the release file",
                     )
                 result.source_digest = head.digest
+                if gate is not None:
+                    checked = await gate.check(src, image.repository, head.digest)
+                    if not checked.ok:
+                        raise UnsignedImageError(
+                            f"{image.repository}:{image.tag} in {route.source!r} ({head.digest[:19]}) has no "
+                            f"valid signature: {checked.reason}; "
+                            f"{route.destination!r} accepts only signed images",
+                            hint="sign it in the build account (`cloudops sign`) and promote it again, "
+                            "so the signature travels with it",
+                        )
                 current = await dst.head_manifest(image.repository, image.tag)
                 result.destination_digest = current.digest if current else None
                 if current is None:
@@ -173,7 +193,9 @@ async def _promote(
             return result
 
         results = list(await asyncio.gather(*(inspect(i) for i in images)))
-        to_copy = [r for r in results if r.action == "copy" and r.error is None]
+        # An image already there still goes to the copy engine: signatures made since the
+        # last promotion follow it (nothing else is written; the tag is not touched).
+        to_copy = [r for r in results if r.action in ("copy", "already there") and r.error is None]
         if dry_run or not to_copy:
             for r in results:
                 r.seconds = time.monotonic() - started
@@ -186,13 +208,18 @@ async def _promote(
             )
             for r in to_copy
         ]
-        engine = CopyEngine(pool, concurrency=concurrency, progress=progress, retry=context.retry)
+        engine = CopyEngine(
+            pool, concurrency=concurrency, progress=progress, retry=context.retry, referrers=context.referrers
+        )
         report = await engine.copy(requests, allow_tag_move=False)
         for result, copied in zip(to_copy, report.results, strict=True):
             result.bytes_uploaded = copied.bytes_uploaded
             result.blobs_uploaded = copied.blobs_uploaded
+            result.referrers = copied.referrers
             if copied.status == "copied":
                 result.status = "promoted"
+            elif copied.status == "up-to-date" and result.action == "already there":
+                pass  # already-promoted, as inspected
             elif copied.status == "up-to-date":
                 # Another promotion wrote the same digest meanwhile: nothing written by us.
                 result.status = "already-promoted"

@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -242,6 +243,9 @@ def up(root: Path, *, detach: bool = True) -> SandboxState:
         if all(_is_ours(name, pid) for name, pid in existing.pids.items()):
             return existing
         down(root)  # half a world: clear what is left and start afresh
+    # moto keeps its state in memory only: a registry's storage from an earlier world would
+    # hold images its new ECR never heard of (a tag the registry has and ECR's API lacks).
+    shutil.rmtree(root / "registries", ignore_errors=True)
 
     started: list[ServerProcess] = []
     try:
@@ -466,3 +470,32 @@ def pipeline_yaml(state: SandboxState) -> str:
         "    policy: null",
     ]
     return "\n".join(lines) + "\n"
+
+
+SIGNED_STAGES = ("preprod", "prod")
+
+
+def enable_signatures(state: SandboxState) -> tuple[Path, bytes]:
+    """A cosign key pair for the sandbox (ROOT/keys: cosign.key, cosign.pub, and the key's
+    random password in cosign.password, all 0600) and a ``verify:`` section in its
+    pipeline file requiring signatures in preprod and prod. The private key's path and
+    its password. Idempotent: the keys are made once."""
+    from cloudops.signing.keys import generate_key_pair
+
+    keys = state.root / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    private, public, secret = keys / "cosign.key", keys / "cosign.pub", keys / "cosign.password"
+    if not (private.is_file() and public.is_file() and secret.is_file()):
+        password = secrets.token_urlsafe(24).encode()
+        private_pem, public_pem = generate_key_pair(password)
+        for path, data in ((secret, password), (private, private_pem), (public, public_pem)):
+            path.touch(mode=0o600)
+            path.write_bytes(data)
+    text = state.pipeline.read_text()
+    if "\nverify:" not in text:
+        state.pipeline.write_text(
+            text
+            + "# Stages that accept only images signed by the sandbox's cosign key (docs/signatures.md).\n"
+            + f"verify: {{keys: [keys/cosign.pub], required_for: [{', '.join(SIGNED_STAGES)}]}}\n"
+        )
+    return private, secret.read_bytes()

@@ -64,21 +64,32 @@ def demo(tag: str, scale: float, break_setup: bool) -> None:
     stderr.print(f"sandbox: AWS API {state.moto_url}; registries {', '.join(state.registries.values())}")
 
     _initialize(context)
+    key, password = world.enable_signatures(state)
+    context = PipelineContext(load_pipeline(state.pipeline))  # now with its verify: section
+    stderr.print(
+        f"  signatures: {', '.join(world.SIGNED_STAGES)} accept only images signed by "
+        f"{key.with_suffix('.pub')} (pipeline.yaml verify:)"
+    )
     second = next_version(tag)
     failed = False
     release_files = {}
     for step, version in ((2, tag), (4, second)):
         stderr.rule(
-            f"{step}. publish release {version} (images and deployment package) into the build account"
+            f"{step}. publish release {version} (images and deployment package) into the build account, "
+            "sign its images there"
         )
         release_files[version] = _publish(context, state.root, version, scale)
+        _sign(context, release_files[version], key, password)
         stderr.rule(
             f"{step + 1}. promote release {version} through every stage (the last one after an approval)"
         )
         failed |= not _promote_everywhere(context, release_files[version], version)
 
+    stderr.rule("6. an unsigned image is refused where signatures are required")
+    failed |= not _unsigned_refused(context, f"{tag}-unsigned", scale)
+
     last = context.pipeline.stages[-1]
-    stderr.rule(f"6. {second} is broken in {last}: roll {last} back to {tag}, reject {second} there")
+    stderr.rule(f"7. {second} is broken in {last}: roll {last} back to {tag}, reject {second} there")
     failed |= not _roll_back_and_reject(context, last, release_files[second])
 
     _history_status_audit(context, last, break_setup, failed)
@@ -130,6 +141,50 @@ def _publish(context: PipelineContext, root: Path, version: str, scale: float) -
         + f'package: {{version: "{version}"}}\n'
     )
     return release_file
+
+
+def _sign(context: PipelineContext, release_file: Path, key: Path, password: bytes) -> None:
+    """`cloudops sign RELEASE_FILE --key cosign.key`, in the build account."""
+    from cloudops.pipeline.sign_images import Target, sign_images
+    from cloudops.release import load_release
+    from cloudops.signing.keys import load_private_key
+
+    images = [Target(i.repository, i.tag) for i in load_release(release_file).images]
+    for signed in sign_images(context, images, load_private_key(key, password)):
+        stderr.print(
+            f"  {signed.target.name} {signed.digest[7:19]}: {signed.status} (cosign, OCI 1.1 referrer)"
+        )
+
+
+def _unsigned_refused(context: PipelineContext, tag: str, scale: float) -> bool:
+    """Publish an image without signing it, promote it into the first stage that requires
+    signatures: refused (exit 3), nothing written there."""
+    from cloudops.pipeline.promote import ImageSpec, promote_images
+    from cloudops.registry import RegistrySession
+    from cloudops.sandbox.seed import publish_image
+
+    pipeline = context.pipeline
+    build, repository = pipeline.build_account, pipeline.images[0]
+    gated = next(s for s in pipeline.stages if pipeline.requires_signature(s))
+
+    async def publish() -> str:
+        async with RegistrySession(context.keychain(build), context.transport_settings()) as pool:
+            return await publish_image(
+                pool.writer(context.checked_registry_host(build)), repository, tag, scale=scale
+            )
+
+    digest = asyncio.run(publish())
+    stderr.print(f"  {repository}:{tag} {digest[7:19]} published in {build}, not signed")
+    for stage in pipeline.stages[1 : pipeline.stages.index(gated) + 1]:
+        [result] = promote_images(context, stage, [ImageSpec(repository, tag)])
+        if stage != gated:
+            stderr.print(f"  {stage:8} {result.status} (no signature required)")
+            continue
+        if result.status == "refused":
+            stderr.print(f"  {stage:8} [green]refused[/] (exit 3): {safe_text(str(result.error))}")
+            return True
+        stderr.print(f"  [red]✗ the unsigned image was {result.status} into {stage}, not refused[/]")
+    return False
 
 
 def _promote_everywhere(context: PipelineContext, release_file: Path, version: str) -> bool:
@@ -250,13 +305,13 @@ def _history_status_audit(context: PipelineContext, last: str, break_setup: bool
     from cloudops.report.collect import read_status
     from cloudops.sandbox import violations
 
-    stderr.rule(f"7. {last}'s history: plans, approvals, promotions, the rollback, the rejection")
+    stderr.rule(f"8. {last}'s history: plans, approvals, promotions, the rollback, the rejection")
     print_history(context, [last])
-    stderr.rule("8. status: what is where, and each account's current release")
+    stderr.rule("9. status: what is where, and each account's current release")
     report = read_status(context, with_history=False)
     print_matrix(report.matrix, report.current)
     stderr.rule(
-        "9. best-practice audit" + (", after breaking each practice once (--break)" if break_setup else "")
+        "10. best-practice audit" + (", after breaking each practice once (--break)" if break_setup else "")
     )
     pipeline = context.pipeline
     overrides = violations.swapped_credentials(pipeline) if break_setup else {}

@@ -20,6 +20,7 @@ from cloudops.cli.context import (
 )
 from cloudops.cli.output import emit_json, handles_errors, safe_text, stderr
 from cloudops.cli.progress import CopyProgressDisplay
+from cloudops.cli.registry_flags import no_referrers_option
 from cloudops.cli.results import image_lines, report_failures, show_release
 from cloudops.errors import InputError
 from cloudops.pipeline.backfill import BackfillResult, backfill_images, compile_match
@@ -70,6 +71,7 @@ def promotion_options(func: F) -> F:
     help="With --all-tags: only images pushed to the source at or after WHEN: an ISO date/time "
     "(UTC unless given) or 30m, 12h, 7d, 2w.",
 )
+@no_referrers_option
 @promotion_options
 def promote_image(
     to: str,
@@ -78,6 +80,7 @@ def promote_image(
     all_tags: bool,
     match: str | None,
     since: str | None,
+    no_referrers: bool,
     source: str | None,
     dry_run: bool,
     as_json: bool,
@@ -95,7 +98,9 @@ def promote_image(
     lists and --to's lacks, narrowed by --match and --since, is promoted in one batch; the
     plan (to copy, already there, refused) is printed first."""
     start = _backfill_flags(tag, all_tags, match, since)
-    context = _promotion_context(pipeline_file, to, source, source_credentials_env)
+    context = _promotion_context(
+        pipeline_file, to, source, source_credentials_env, referrers=not no_referrers
+    )
     if all_tags:
         _backfill(context, to, repository, source, match, start, dry_run=dry_run, as_json=as_json)
         return
@@ -213,11 +218,18 @@ def show_backfill_plan(result: BackfillResult) -> None:
 
 
 def _promotion_context(
-    pipeline_file: str | None, to: str, source: str | None, source_credentials_env: str | None
+    pipeline_file: str | None,
+    to: str,
+    source: str | None,
+    source_credentials_env: str | None,
+    *,
+    referrers: bool = True,
 ) -> PipelineContext:
-    return build_context(
+    context = build_context(
         pipeline_file, promote_to=to, source=source, source_env_prefix=source_credentials_env
     )
+    context.referrers = referrers
+    return context
 
 
 def _finish(results: list[ImagePromotion], *, as_json: bool, dry_run: bool) -> None:
@@ -264,10 +276,12 @@ def promote_package_cmd(
 @promote.command("release")
 @to_option
 @release_option
+@no_referrers_option
 @promotion_options
 def promote_release_cmd(
     to: str,
     release_file: Path,
+    no_referrers: bool,
     source: str | None,
     dry_run: bool,
     as_json: bool,
@@ -279,7 +293,9 @@ def promote_release_cmd(
     already present is damaged, and a re-run completes it."""
     from cloudops.release_plan import promote_release
 
-    context = _promotion_context(pipeline_file, to, source, source_credentials_env)
+    context = _promotion_context(
+        pipeline_file, to, source, source_credentials_env, referrers=not no_referrers
+    )
     with CopyProgressDisplay(f"release -> {to}", quiet=as_json) as progress:
         result = promote_release(context, to, release_file, source=source, dry_run=dry_run, progress=progress)
     if as_json:

@@ -1,0 +1,42 @@
+"""The signature gate: a stage listed in pipeline.yaml's ``verify.required_for`` accepts
+an image only when a cosign signature naming its exact digest verifies under one of the
+pipeline's keys (docs/signatures.md). Checked at the source, before anything is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cloudops.copy.referrers import ReferrerLookup
+from cloudops.errors import InputError
+from cloudops.pipeline.model import Pipeline
+from cloudops.registry.client import RegistryReader
+from cloudops.signing.keys import PublicKey, load_public_key
+from cloudops.signing.verify import Verification, verify_image
+
+
+def trusted_keys(pipeline: Pipeline) -> list[PublicKey]:
+    """The pipeline's verify.keys, loaded (a missing or wrong file: exit 2, named)."""
+    paths = pipeline.verify_key_paths()
+    if not paths:
+        raise InputError(
+            "pipeline.yaml names no signature keys (verify.keys)",
+            hint="add verify: {keys: [path/to/cosign.pub]} to pipeline.yaml",
+        )
+    return [load_public_key(path) for path in paths]
+
+
+@dataclass
+class SignatureGate:
+    stage: str
+    keys: list[PublicKey]
+    _lookup: ReferrerLookup = field(default_factory=ReferrerLookup)
+
+    @classmethod
+    def for_stage(cls, pipeline: Pipeline, stage: str) -> SignatureGate | None:
+        """The gate of ``stage``, or None when it accepts unsigned images."""
+        if not pipeline.requires_signature(stage):
+            return None
+        return cls(stage, trusted_keys(pipeline))
+
+    async def check(self, reader: RegistryReader, repository: str, digest: str) -> Verification:
+        return await verify_image(reader, repository, digest, self.keys, lookup=self._lookup)
