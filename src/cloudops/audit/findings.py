@@ -21,6 +21,7 @@ RULES: dict[str, str] = {
     "config": "config is unique to each account and names only its own resources",
     "lifecycle-guard": "no ECR lifecycle rule expires an image the current release or a release kept for "
     "rollback uses",
+    "signatures": "every image in a stage that requires signatures carries a valid cosign signature",
 }
 
 

@@ -9,6 +9,7 @@ from cloudops.audit.facts import AccountFacts, gather
 from cloudops.audit.findings import AuditReport
 from cloudops.audit.lifecycle_rule import lifecycle_guard
 from cloudops.audit.rules import judge
+from cloudops.audit.signature_rule import signature_rule
 from cloudops.pipeline.context import PipelineContext
 
 
@@ -23,4 +24,9 @@ def run_audit(context: PipelineContext) -> AuditReport:
     lifecycle_findings, lifecycle_result = lifecycle_guard(context, names)
     findings += lifecycle_findings
     rules.append(lifecycle_result)
+    # Only with verify.required_for in pipeline.yaml; reads the required stages' registries.
+    signed = signature_rule(context, facts)
+    if signed is not None:
+        findings += signed[0]
+        rules.append(signed[1])
     return AuditReport(findings, rules, {name: fact.summary() for name, fact in facts.items()})

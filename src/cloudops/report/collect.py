@@ -16,12 +16,20 @@ s3:GetObject (docs/status.md has a read-only IAM policy). Every account is check
 the account guard first: a picture of the wrong account under the right name is worse
 than none. An account that cannot be read leaves its cells "unreachable" with the reason;
 the others are read anyway.
+
+With ``verify: {keys: [...]}`` in pipeline.yaml, the digest of every image tag a cell
+shows is also checked against those keys in that account's own registry (its host
+proven the account's first), as `cloudops verify` does: the signatures' referrers and
+payload blobs are read, concurrently and bounded by ``workers``. Without keys, no
+registry is contacted. Referrer tags (``sha256-<hex>``, cosign's ``.sig``) are left out
+of the listing: they carry signatures, not versions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,14 +40,18 @@ import botocore.exceptions
 
 from cloudops.aws.guard import require_account
 from cloudops.aws.sessions import aws_error
+from cloudops.copy.referrers import ReferrerLookup
 from cloudops.errors import CloudopsError
 from cloudops.package_store import InvalidPointerError, PackageStore
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.history import HistoryRead, read_history
+from cloudops.pipeline.signatures import trusted_keys
+from cloudops.referrers import is_referrer_tag
+from cloudops.registry import RegistrySession
 from cloudops.release_current import CurrentRelease, ReleaseStore, UnreadableCurrentError
 from cloudops.release_gates import Rejection, list_rejections
 from cloudops.report.clients import SharedClients
-from cloudops.report.matrix import compute_matrix
+from cloudops.report.matrix import SignatureKey, compute_matrix, signature_targets, with_signatures
 from cloudops.report.model import (
     PACKAGE_ROW,
     AccountStatus,
@@ -47,8 +59,12 @@ from cloudops.report.model import (
     Holding,
     Observation,
     RowKind,
+    Signature,
+    SignatureState,
     StatusMatrix,
 )
+from cloudops.signing.keys import PublicKey
+from cloudops.signing.verify import verify_image
 
 WORKERS = 16
 """Concurrent AWS calls: enough to hide latency, few enough not to be throttled
@@ -151,6 +167,8 @@ def read_status(
     started = time.monotonic()
     pipeline = context.pipeline
     stages = tuple(pipeline.stages)
+    # Loaded first: a key file that is missing or not a key is an input error (exit 2).
+    trusted = trusted_keys(pipeline) if pipeline.verify is not None and pipeline.verify.keys else []
     accounts: dict[str, AccountStatus] = {}
     readers: dict[str, _Reader] = {}
     shared = SharedClients()
@@ -183,8 +201,13 @@ def read_status(
             (kind, row, {name: tasks[(row, name)].result() for name in stages if (row, name) in tasks})
             for kind, row in keys
         ]
+        signed: Future[dict[SignatureKey, Signature]] | None = None
+        if trusted:
+            targets = signature_targets(stages, rows)
+            signed = pool.submit(_signatures, context, sorted(readers), targets, trusted, workers)
         found_history = history.result() if history is not None else None
         seen = {name: currents[name].result() for name in stages if name in currents}
+        found_signatures = signed.result() if signed is not None else None
 
     current = {
         name: _compare(seen[name], name, rows) if name in seen else CurrentSeen(error="account not read")
@@ -193,7 +216,10 @@ def read_status(
     observation = Observation(
         stages, {s: accounts[s] for s in stages}, tuple(rows), datetime.now(UTC), time.monotonic() - started
     )
-    return StatusReport(compute_matrix(observation), found_history, current)
+    matrix = compute_matrix(observation)
+    if found_signatures is not None:
+        matrix = with_signatures(matrix, found_signatures, [k.name for k in trusted])
+    return StatusReport(matrix, found_history, current)
 
 
 def _open(context: PipelineContext, name: str, shared: SharedClients) -> _Reader:
@@ -229,8 +255,9 @@ def _images(reader: _Reader, repository: str) -> Holding:
         )
         for page in pages:
             for image in page.get("imageIds", []):
-                if image.get("imageTag") and image.get("imageDigest"):
-                    artifacts.append(Artifact(str(image["imageTag"]), str(image["imageDigest"])))
+                tag = image.get("imageTag")
+                if tag and image.get("imageDigest") and not is_referrer_tag(str(tag)):
+                    artifacts.append(Artifact(str(tag), str(image["imageDigest"])))
     except botocore.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "RepositoryNotFoundException":
             return Holding(note=f"no repository {repository} (run `cloudops init {reader.name}`)")
@@ -238,6 +265,62 @@ def _images(reader: _Reader, repository: str) -> Holding:
     except botocore.exceptions.BotoCoreError as exc:
         raise aws_error(exc, what) from None
     return Holding(tuple(artifacts))
+
+
+def _signatures(
+    context: PipelineContext,
+    accounts: Sequence[str],
+    targets: Sequence[SignatureKey],
+    keys: Sequence[PublicKey],
+    workers: int,
+) -> dict[SignatureKey, Signature]:
+    """Each target's signature state in its account's registry (only accounts that passed
+    the guard: ``accounts``). A registry that is not the account's, or cannot be read,
+    leaves its targets "unchecked" with the reason."""
+    found: dict[SignatureKey, Signature] = {}
+    hosts: dict[str, str] = {}
+    for name in accounts:
+        if not any(t[0] == name for t in targets):
+            continue
+        try:
+            hosts[name] = context.checked_registry_host(name)
+        except CloudopsError as error:
+            found.update({t: Signature("unchecked", str(error)) for t in targets if t[0] == name})
+        except _BOTO_ERRORS as exc:
+            reason = str(aws_error(exc, f"checking the registry of {name!r}"))
+            found.update({t: Signature("unchecked", reason) for t in targets if t[0] == name})
+    wanted = [t for t in targets if t[0] in hosts]
+    if wanted:
+        found.update(asyncio.run(_verify_all(context, hosts, wanted, keys, workers)))
+    return found
+
+
+async def _verify_all(
+    context: PipelineContext,
+    hosts: dict[str, str],
+    targets: Sequence[SignatureKey],
+    keys: Sequence[PublicKey],
+    workers: int,
+) -> dict[SignatureKey, Signature]:
+    bound = asyncio.Semaphore(max(1, workers))
+    async with RegistrySession(context.keychain(*hosts), context.transport_settings()) as pool:
+        readers = {name: pool.reader(host) for name, host in hosts.items()}
+        lookup = ReferrerLookup()  # remembers which registries serve the referrers API
+
+        async def one(target: SignatureKey) -> Signature:
+            stage, repository, digest = target
+            async with bound:
+                try:
+                    checked = await verify_image(readers[stage], repository, digest, keys, lookup=lookup)
+                except CloudopsError as error:
+                    return Signature("unchecked", str(error))
+            state: SignatureState = (
+                "signed" if checked.ok else "unsigned" if checked.signatures == 0 else "invalid"
+            )
+            return Signature(state, checked.reason, checked.key.name if checked.key else None)
+
+        results = await asyncio.gather(*(one(t) for t in targets))
+    return dict(zip(targets, results, strict=True))
 
 
 def _packages(reader: _Reader) -> Holding:

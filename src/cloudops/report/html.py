@@ -23,7 +23,17 @@ from cloudops import __version__
 from cloudops.pipeline.history import HistoryRead
 from cloudops.pipeline.records import ReadRecord
 from cloudops.report.collect import CurrentSeen
-from cloudops.report.model import MARKS, Artifact, Cell, Mark, Row, StatusMatrix, short_digest
+from cloudops.report.model import (
+    MARKS,
+    SIGNATURE_STATES,
+    Artifact,
+    Cell,
+    Mark,
+    Row,
+    SignatureState,
+    StatusMatrix,
+    short_digest,
+)
 from cloudops.text import plain_text
 
 TIMELINE_LIMIT = 200
@@ -39,6 +49,13 @@ LEGEND: dict[Mark, str] = {
     "unreachable": "could not be read (the reason is in the cell)",
     "source": "first stage: where images are built",
     "unknown": "no stage before it could be read",
+}
+
+SIGNATURE_LEGEND: dict[SignatureState, str] = {
+    "signed": "a signature over this digest verifies under a key of pipeline.yaml's verify.keys",
+    "unsigned": "no cosign signature refers to it",
+    "invalid": "signatures refer to it, none verifies under the pipeline's keys",
+    "unchecked": "its registry could not be read (hover for the reason)",
 }
 
 _CSS = """
@@ -80,6 +97,11 @@ td.mark-unreachable { color: #3c4043;
   background: repeating-linear-gradient(135deg, #e8eaed 0 8px, #f8f9fa 8px 16px); }
 td.mark-unreachable .mark { color: #3c4043; }
 .drift { color: #a50e0e; font-weight: 600; }
+.sig { font-size: 11px; padding: 0 4px; border-radius: 3px; border: 1px solid transparent; }
+.sig-signed { color: #137333; border-color: #137333; }
+.sig-unsigned { color: #b06000; border-color: #b06000; }
+.sig-invalid { color: #fff; background: #d93025; }
+.sig-unchecked { color: #5f6368; border-color: #9aa0a6; }
 .legend { margin: 10px 0 0; padding: 0; list-style: none; display: flex; flex-wrap: wrap; gap: 6px 14px;
   font-size: 12.5px; color: #3c4043; }
 .legend b { display: inline-block; padding: 0 6px; border-radius: 3px; margin-right: 4px; }
@@ -136,6 +158,7 @@ def render_html(
         "<section><h2>What is where</h2>",
         _matrix(matrix),
         _legend(),
+        _signature_legend(matrix),
         "</section>",
         _accounts(matrix, current),
         _timelines(matrix, history),
@@ -204,17 +227,25 @@ def _cell(matrix: StatusMatrix, row: Row, cell: Cell) -> str:
         body.append(f'<p class="detail">not upstream: {_e(_listing(cell.not_upstream))}</p>')
     if reason:
         body.append(f'<p class="detail">{_e(reason)}</p>')
+    signature = f' data-signature="{_e(cell.signature)}"' if cell.signature is not None else ""
     return (
         f'<td class="cell mark-{_e(cell.mark)}" data-row="{_e(row.name)}" data-stage="{_e(cell.stage)}" '
-        f'data-mark="{_e(cell.mark)}">{"".join(body)}</td>'
+        f'data-mark="{_e(cell.mark)}"{signature}>{"".join(body)}</td>'
     )
 
 
 def _tag(artifact: Artifact) -> str:
     current = ' <span class="cur">current</span>' if artifact.current else ""
+    signed = ""
+    if artifact.signature is not None:
+        state = artifact.signature.state
+        signed = (
+            f' <span class="sig sig-{_e(state)}" data-signature="{_e(state)}" '
+            f'title="{_e(artifact.signature.reason)}">{_e(state)}</span>'
+        )
     return (
         f'<li title="{_e(artifact.digest)}"><code>{_e(artifact.tag)}</code> '
-        f'<span class="digest">{_e(artifact.short_digest)}</span>{current}</li>'
+        f'<span class="digest">{_e(artifact.short_digest)}</span>{current}{signed}</li>'
     )
 
 
@@ -230,6 +261,20 @@ def _legend() -> str:
         for mark, text in LEGEND.items()
     )
     return f'<ul class="legend">{items}</ul>'
+
+
+def _signature_legend(matrix: StatusMatrix) -> str:
+    """Only when the tags were checked (pipeline.yaml has verify keys)."""
+    if not matrix.signature_keys:
+        return ""
+    counts = matrix.signature_counts()
+    items = "".join(
+        f'<li><span class="sig sig-{state}">{state}</span> {counts[state]}: '
+        f"{_e(SIGNATURE_LEGEND[state])}</li>"
+        for state in SIGNATURE_STATES
+    )
+    keys = ", ".join(_e(k) for k in matrix.signature_keys)
+    return f'<ul class="legend signatures"><li>signatures checked against {keys}:</li>{items}</ul>'
 
 
 _LEGEND_STYLE: dict[Mark, str] = {

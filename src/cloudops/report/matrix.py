@@ -9,9 +9,11 @@ says nothing about age: `cloudops history` has the order in which they were prom
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from cloudops.report.model import (
+    SIGNATURE_STATES,
     AccountStatus,
     Artifact,
     Cell,
@@ -20,6 +22,9 @@ from cloudops.report.model import (
     Mark,
     Observation,
     Row,
+    RowKind,
+    Signature,
+    SignatureState,
     StatusMatrix,
 )
 from cloudops.versions import version_key
@@ -134,3 +139,53 @@ def _drift(
                 if other.digest != artifact.digest:
                     yield Drift(artifact.tag, artifact.digest, stage, other.digest)
                 break
+
+
+SignatureKey = tuple[str, str, str]
+"""(stage, repository, digest)."""
+
+
+def signature_targets(
+    stages: Sequence[str],
+    rows: Iterable[tuple[RowKind, str, Mapping[str, Holding]]],
+    *,
+    shown: int = SHOWN,
+) -> list[SignatureKey]:
+    """The digests whose signatures status checks: those of the image tags each cell
+    shows (the newest ``shown``), each once per account."""
+    targets: dict[SignatureKey, None] = {}
+    for kind, name, holdings in rows:
+        if kind != "image":
+            continue
+        for stage in stages:
+            holding = holdings.get(stage)
+            if holding is None or holding.error is not None:
+                continue
+            for artifact in newest_first(holding.artifacts)[:shown]:
+                targets[(stage, name, artifact.digest)] = None
+    return list(targets)
+
+
+def with_signatures(
+    matrix: StatusMatrix, found: Mapping[SignatureKey, Signature], keys: Sequence[str]
+) -> StatusMatrix:
+    """The matrix with every shown image tag's signature state, and each image cell the
+    worst of them (pure)."""
+    rows = []
+    for row in matrix.rows:
+        if row.kind != "image":
+            rows.append(row)
+            continue
+        cells = []
+        for cell in row.cells:
+            newest = tuple(
+                replace(a, signature=found.get((cell.stage, row.name, a.digest))) for a in cell.newest
+            )
+            states = [a.signature.state for a in newest if a.signature is not None]
+            cells.append(replace(cell, newest=newest, signature=_worst(states)))
+        rows.append(replace(row, cells=tuple(cells)))
+    return replace(matrix, rows=tuple(rows), signature_keys=tuple(keys))
+
+
+def _worst(states: Sequence[SignatureState]) -> SignatureState | None:
+    return next((s for s in SIGNATURE_STATES if s in states), None)

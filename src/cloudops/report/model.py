@@ -13,6 +13,15 @@ cell carries a mark, in this order of precedence:
     same         holds the newest content of the stage before
     source       the first stage: nothing before it to compare with
     unknown      no stage before it could be read, so there is nothing to compare with
+
+When pipeline.yaml has ``verify: {keys: [...]}``, every tag an image cell shows also
+carries a signature state (Signature), checked against those keys in that account's own
+registry, and the cell the worst of them (SIGNATURE_STATES, worst first):
+
+    invalid      signatures refer to it, and none verifies under the pipeline's keys
+    unsigned     no cosign signature refers to it
+    unchecked    its registry could not be read (``reason`` says why)
+    signed       a signature over exactly this digest verifies under one of the keys
 """
 
 from __future__ import annotations
@@ -27,6 +36,24 @@ RowKind = Literal["image", "package"]
 MARKS: tuple[Mark, ...] = ("unreachable", "drift", "missing", "behind", "same", "source", "unknown")
 PACKAGE_ROW = "deployment package"
 
+SignatureState = Literal["invalid", "unsigned", "unchecked", "signed"]
+SIGNATURE_STATES: tuple[SignatureState, ...] = ("invalid", "unsigned", "unchecked", "signed")
+"""Worst first: a cell shows the worst state of the tags it shows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """What the pipeline's keys say of one digest in one account's registry."""
+
+    state: SignatureState
+    reason: str
+    """"signed by <key>", or what was missing or wrong (text from a registry: hostile)."""
+    key: str | None = None
+    """The key (its file) that verified it, when signed."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason, "key": self.key}
+
 
 @dataclass(frozen=True, slots=True)
 class Artifact:
@@ -37,6 +64,8 @@ class Artifact:
     """sha256:<hex> of the manifest (image) or of the zip (package)."""
     current: bool = False
     """Package only: the version the account's current.json points at."""
+    signature: Signature | None = None
+    """Image only, when pipeline.yaml has verify keys: its signature state here."""
 
     @property
     def short_digest(self) -> str:
@@ -46,6 +75,8 @@ class Artifact:
         out: dict[str, Any] = {"tag": self.tag, "digest": self.digest}
         if self.current:
             out["current"] = True
+        if self.signature is not None:
+            out["signature"] = self.signature.as_dict()
         return out
 
 
@@ -129,9 +160,12 @@ class Cell:
     reason: str | None = None
     current: str | None = None
     """Package only: the version current.json points at."""
+    signature: SignatureState | None = None
+    """Image cells, when pipeline.yaml has verify keys: the worst state of the tags shown
+    (None: not checked, or nothing shown)."""
 
     def as_dict(self, *, list_limit: int = 50) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "mark": self.mark,
             "newest": [a.as_dict() for a in self.newest],
             "count": self.count,
@@ -144,6 +178,9 @@ class Cell:
             "not_upstream_count": len(self.not_upstream),
             "reason": self.reason,
         }
+        if self.signature is not None:
+            out["signature"] = self.signature
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +201,8 @@ class StatusMatrix:
     read_at: datetime
     seconds: float = 0.0
     ordering: str = "newest first by version sort of the tag (semver-ish; see docs/status.md)"
+    signature_keys: tuple[str, ...] = ()
+    """The verify keys the shown image tags were checked against (none: not checked)."""
 
     def counts(self) -> dict[Mark, int]:
         found: dict[Mark, int] = dict.fromkeys(MARKS, 0)
@@ -172,12 +211,22 @@ class StatusMatrix:
                 found[cell.mark] += 1
         return found
 
+    def signature_counts(self) -> dict[SignatureState, int]:
+        """Shown image tags per signature state."""
+        found: dict[SignatureState, int] = dict.fromkeys(SIGNATURE_STATES, 0)
+        for row in self.rows:
+            for cell in row.cells:
+                for artifact in cell.newest:
+                    if artifact.signature is not None:
+                        found[artifact.signature.state] += 1
+        return found
+
     @property
     def has_drift(self) -> bool:
         return any(c.mark == "drift" or c.drift for r in self.rows for c in r.cells)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "read_at": self.read_at.isoformat(timespec="seconds"),
             "seconds": round(self.seconds, 3),
             "ordering": self.ordering,
@@ -189,3 +238,6 @@ class StatusMatrix:
             ],
             "summary": {mark: n for mark, n in self.counts().items()},
         }
+        if self.signature_keys:
+            out["signatures"] = {"keys": list(self.signature_keys), "summary": self.signature_counts()}
+        return out

@@ -23,7 +23,8 @@ def audit(as_json: bool, pipeline_file: str | None) -> None:
     """Check the live accounts against the best practices: every environment on its own
     account with credentials acting there, one copy of each source repository, no ECR
     policy letting another account push, every downstream image and deployment package
-    coming from the build account, and config unique to each account (as `config check`).
+    coming from the build account, config unique to each account (as `config check`), and,
+    with verify.required_for in pipeline.yaml, every image in those stages validly signed.
     Each account is read with its own credentials; an unreachable one is a finding.
     Exit 4 when there are errors or warnings (info, such as a stage not yet promoted to,
     does not count)."""

@@ -30,6 +30,12 @@ STYLE = {
     "unknown": "dim",
     "unreachable": "magenta",
 }
+SIGNATURE_STYLE = {
+    "signed": "green",
+    "unsigned": "yellow",
+    "invalid": "bold white on red",
+    "unchecked": "dim",
+}
 
 
 @click.command()
@@ -62,7 +68,9 @@ def status(
     in order. Each cell shows the newest tags with short digests and a mark: SAME as the
     stage before, BEHIND it (newer tags upstream not promoted yet), DRIFT (a tag naming
     another digest than upstream: must never happen), MISSING, or UNREACHABLE with the
-    reason. Only read calls are made; unreadable accounts do not stop the others."""
+    reason. Only read calls are made; unreadable accounts do not stop the others.
+    With verify keys in pipeline.yaml, each image tag shown is also marked SIGNED,
+    UNSIGNED or INVALID against those keys, read from that account's registry."""
     context = _context(pipeline_file, read_role)
     report = read_status(context, with_history=True)
     matrix = report.matrix
@@ -128,6 +136,13 @@ def print_matrix(matrix: StatusMatrix, current: Mapping[str, CurrentSeen] | None
     stderr.print(
         ", ".join(f"[{STYLE[m]}]{n} {m}[/]" for m, n in counts.items() if n) + f"  ({matrix.seconds:.1f} s)"
     )
+    if matrix.signature_keys:
+        signed = matrix.signature_counts()
+        stderr.print(
+            "signatures: "
+            + ", ".join(f"[{SIGNATURE_STYLE[s]}]{n} {s}[/]" for s, n in signed.items() if n)
+            + f" [dim](keys: {safe_text(', '.join(matrix.signature_keys))})[/]"
+        )
     for stage in matrix.stages:
         account = matrix.accounts[stage]
         if account.error:
@@ -164,7 +179,11 @@ def _cell_text(cell: Cell, matrix: StatusMatrix) -> str:
         return lines[0] + "\n[dim](account: see below)[/]"
     for artifact in cell.newest:
         current = " [blue](current)[/]" if artifact.current else ""
-        lines.append(f"{safe_text(artifact.tag)} [dim]{safe_text(artifact.short_digest)}[/]{current}")
+        signed = ""
+        if artifact.signature is not None:
+            state = artifact.signature.state
+            signed = f" [{SIGNATURE_STYLE[state]}]{state.upper()}[/]"
+        lines.append(f"{safe_text(artifact.tag)} [dim]{safe_text(artifact.short_digest)}[/]{current}{signed}")
     if cell.count > len(cell.newest):
         lines.append(f"[dim]{cell.count} tags[/]")
     for drift in cell.drift[:3]:
