@@ -4,6 +4,10 @@ registries (no referrers API: the tag schema fallback, and cosign's tags)."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -193,3 +197,46 @@ def test_no_tag_is_written_before_every_referrer_is_in(
 
     assert _copy(registry, registry2)["status"] == "copied"  # and a re-run completes
     assert dest.manifest_digest(REPO, refs["sbom_sig"].digest) == refs["sbom_sig"].digest
+
+
+def test_a_copy_killed_among_its_referrers_leaves_no_tag_and_a_rerun_completes(
+    registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]]
+) -> None:
+    """kill -9 while the referrers are being written (one of them stalled): no tag, and a
+    re-run carries every referrer and then writes the tag."""
+    image, refs = signed
+    with fault_proxy(registry2.url) as proxy:
+        stall = proxy.add(
+            Rule("stall", path=f"/manifests/{refs['sbom_sig'].digest}", method="PUT", seconds=60)
+        )
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cloudops",
+                "copy",
+                "-q",
+                f"{registry.host}/{REPO}:1.0",
+                f"{proxy.host}/{REPO}:1.0",
+                "--insecure-registry",
+                registry.host,
+                "--insecure-registry",
+                proxy.host,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while stall.hits == 0 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert stall.hits == 1, "the copy never reached the referrer's push"
+    dest = Pusher(registry2.url)
+    assert dest.manifest_digest(REPO, "1.0") is None
+    assert dest.manifest_digest(REPO, refs["sbom"].digest) == refs["sbom"].digest  # some were in
+
+    rerun = _copy(registry, registry2)
+    assert rerun["status"] == "copied"
+    assert dest.manifest_digest(REPO, "1.0") == image.digest
+    assert fallback_digests(dest, REPO, refs["sbom"].digest) == {refs["sbom_sig"].digest}

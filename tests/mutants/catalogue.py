@@ -58,6 +58,13 @@ GATES_IT = "tests/integration/test_release_gates.py"
 ECR = "src/cloudops/aws/ecr.py"
 RECORDS = "src/cloudops/pipeline/records.py"
 TEXT = "src/cloudops/text.py"
+REFERRERS = "src/cloudops/referrers.py"
+COPY_REFERRERS = "src/cloudops/copy/referrers.py"
+SIMPLE_SIGNING = "src/cloudops/signing/simple_signing.py"
+SIGNATURE_GATE = "src/cloudops/pipeline/signatures.py"
+SIGN_IMAGES = "src/cloudops/pipeline/sign_images.py"
+REFERRERS_IT = "tests/integration/test_referrers_copy.py"
+GATE_IT = "tests/integration/test_signature_gate.py"
 OUTPUT = "src/cloudops/cli/output.py"
 SECRETS = "src/cloudops/config/secrets.py"
 YAMLLOAD = "src/cloudops/pipeline/yamlload.py"
@@ -842,5 +849,78 @@ MUTANTS: tuple[Mutant, ...] = (
             "        if pipeline.endpoints.insecure_registries and is_aws_registry_host(host):",
             "        if False:  # mutant",
         ),
+    ),
+    _m(
+        "referrers-after-tag",
+        "a tag is never written before every referrer of its image is in",
+        (f"{REFERRERS_IT}::test_no_tag_is_written_before_every_referrer_is_in",),
+        (
+            ENGINE,
+            "            result.manifests_pushed += await self._push_referrers(dst, plan)\n"
+            "            last = plan.pushes[-1]\n",
+            "            last = plan.pushes[-1]\n",
+        ),
+        (
+            ENGINE,
+            "last.raw, last.media_type)\n                result.manifests_pushed += 1\n",
+            "last.raw, last.media_type)\n                result.manifests_pushed += 1\n"
+            "                result.manifests_pushed += await self._push_referrers(dst, plan)  # mutant\n",
+        ),
+    ),
+    _m(
+        "fallback-index-loses-entries",
+        "updating the referrers tag schema's index keeps every referrer already listed",
+        (f"{REFERRERS_IT}::test_the_destinations_own_referrers_stay_in_its_index",),
+        (REFERRERS, '        kept = list(doc.get("manifests") or [])', "        kept = []  # mutant"),
+    ),
+    _m(
+        "referrer-subject-unchecked",
+        "a listed referrer whose subject is another manifest is not carried as the image's",
+        (f"{REFERRERS_IT}::test_an_index_entry_whose_subject_is_another_manifest_is_reported_not_copied",),
+        (
+            COPY_REFERRERS,
+            "            elif manifest.subject is None or manifest.subject.digest != subject:",
+            "            elif False:  # mutant",
+        ),
+    ),
+    _m(
+        "signature-gate-off",
+        "a stage in verify.required_for takes only images with a valid signature",
+        (
+            f"{GATE_IT}::test_an_unsigned_image_is_refused_at_the_gate_and_nothing_is_written",
+            f"{GATE_IT}::test_a_signature_by_another_key_is_invalid_and_refused",
+        ),
+        (SIGNATURE_GATE, "        if not pipeline.requires_signature(stage):", "        if True:  # mutant"),
+    ),
+    _m(
+        "plan-ignores-signature",
+        "a release plan refuses an unsigned image before anything is written",
+        (f"{GATE_IT}::test_a_release_plan_refuses_an_unsigned_image_before_anything_is_written",),
+        (PLAN_MODULE, "    if signed is False:\n", "    if False:  # mutant\n"),
+    ),
+    _m(
+        "signature-any-digest",
+        "a signature counts only for the exact digest its payload names",
+        ("tests/unit/test_signing_simple.py",),
+        (SIMPLE_SIGNING, "    if claimed.manifest_digest != expected_digest:", "    if False:  # mutant"),
+    ),
+    _m(
+        "signature-unverified",
+        "a signature counts only when it verifies under a trusted key",
+        (
+            "tests/unit/test_signing_simple.py",
+            f"{GATE_IT}::test_a_signature_made_by_the_real_cosign_verifies_from_its_sig_tag",
+        ),
+        (
+            SIMPLE_SIGNING,
+            '    if key is None:\n        return Verdict(False, "signed by no trusted key", None)',
+            "    if key is None:\n        key = keys[0]  # mutant",
+        ),
+    ),
+    _m(
+        "sign-outside-build",
+        "signatures are written in the build account only, exit 3",
+        (f"{GATE_IT}::test_sign_and_verify_commands",),
+        (SIGN_IMAGES, "    if account is not None and account != build:", "    if False:  # mutant"),
     ),
 )

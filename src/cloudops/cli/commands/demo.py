@@ -47,8 +47,10 @@ def next_version(tag: str) -> str:
 @handles_errors
 def demo(tag: str, scale: float, break_setup: bool) -> None:
     """Bring the sandbox up, initialize every account, publish release TAG (images and the
-    deployment package) into the build account and promote it build -> qa -> preprod ->
-    prod by digest, prod only after a plan was approved by its approver role. Then publish
+    deployment package) into the build account, sign its images there with the sandbox's
+    cosign key, and promote it build -> qa -> preprod -> prod by digest, the signatures
+    with it (preprod and prod take only signed images), prod only after a plan was
+    approved by its approver role. Show an unsigned image refused at preprod. Then publish
     the next release, promote it the same way, find it broken in prod: roll prod back to
     TAG and reject the new release there. Ends with the history, the status (each
     account's current release) and the best-practice audit, clean unless --break. The
