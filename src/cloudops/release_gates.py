@@ -79,7 +79,7 @@ class ApprovalRecord(_Strict):
     format: Literal[1]
     plan_hash: Digest
     release: _Release
-    purpose: Literal["release", "rollback"]
+    purpose: Literal["release", "rollback", "db-reset"]
     account: AccountName
     account_id: AccountId
     approver: Annotated[str, AfterValidator(_arn)]
@@ -261,7 +261,7 @@ def require_approval(context: PipelineContext, plan: PromotionPlan, applier_arn:
     only by who applies it (unless the pipeline allows that). The checks made."""
     dst = plan.route.destination
     rule = context.pipeline.approval(dst)
-    if not rule.required:
+    if not rule.required and plan.route.purpose != "db-reset":  # a reset always needs one
         return [f"no approval required for {dst}"]
     found = read_approvals(release_store_for(context, dst), plan)
     admitted = [a for a in found.valid if rule.admits(a.approver)]

@@ -91,7 +91,7 @@ class _Wanted:
     release: str
     images: tuple[_Item, ...]
     package: str | None
-    purpose: Literal["release", "rollback"] = "release"
+    purpose: Literal["release", "rollback", "db-reset"] = "release"
 
     @classmethod
     def of_release(cls, release: Release, purpose: Literal["release", "rollback"] = "release") -> _Wanted:
@@ -318,6 +318,11 @@ def apply_plan(
 ) -> ReleaseResult:
     """Execute exactly ``plan``, or refuse (exit 3) when the world changed since it was
     made or when it refuses something itself. The facts are gathered again first."""
+    if plan.route.purpose == "db-reset":
+        raise InputError(
+            "this plan resets a database: it is not applied by `cloudops apply`",
+            hint=f"cloudops db reset --account {plan.route.destination} --plan PLAN.json",
+        )
     started = time.monotonic()
     route = promotion_route(context.pipeline, plan.route.destination, plan.route.source)
     with release_lock(context, route.destination):

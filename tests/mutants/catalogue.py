@@ -65,6 +65,9 @@ SIGNATURE_GATE = "src/cloudops/pipeline/signatures.py"
 SIGN_IMAGES = "src/cloudops/pipeline/sign_images.py"
 REFERRERS_IT = "tests/integration/test_referrers_copy.py"
 GATE_IT = "tests/integration/test_signature_gate.py"
+DB = "src/cloudops/db_population.py"
+DBTOOL = "src/cloudops/dbtool/database.py"
+DB_IT = "tests/integration/test_database.py"
 OUTPUT = "src/cloudops/cli/output.py"
 SECRETS = "src/cloudops/config/secrets.py"
 YAMLLOAD = "src/cloudops/pipeline/yamlload.py"
@@ -602,7 +605,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "apply-without-approval",
         "a stage that requires an approval takes no plan without one",
         (f"{GATES_IT}::test_prod_takes_a_plan_only_with_an_approval_of_exactly_that_plan",),
-        (RELEASE_GATES, "    if not rule.required:\n", "    if True:  # mutant\n"),
+        (
+            RELEASE_GATES,
+            '    if not rule.required and plan.route.purpose != "db-reset":',
+            "    if True:  # mutant",
+        ),
     ),
     _m(
         "approval-of-another-plan",
@@ -922,5 +929,55 @@ MUTANTS: tuple[Mutant, ...] = (
         "signatures are written in the build account only, exit 3",
         (f"{GATE_IT}::test_sign_and_verify_commands",),
         (SIGN_IMAGES, "    if account is not None and account != build:", "    if False:  # mutant"),
+    ),
+    _m(
+        "db-host-rule-off",
+        "a database host another account's config names is refused before connecting, exit 3",
+        (f"{DB_IT}::test_a_config_pointing_at_another_accounts_database_is_refused_before_connecting",),
+        (DB, "                if settings.host in named:", "                if False:  # mutant"),
+    ),
+    _m(
+        "db-reset-unprotected",
+        "`db reset` is refused in protected stages, exit 3",
+        (f"{DB_IT}::test_reset_is_refused_in_protected_stages_and_allowed_elsewhere",),
+        (DB, "    if account in pipeline.protected_databases():", "    if False:  # mutant"),
+    ),
+    _m(
+        "db-reset-unapproved",
+        "a protected stage's database is reset only with an approved reset plan",
+        (f"{DB_IT}::test_a_protected_stage_is_reset_only_with_an_approved_reset_plan",),
+        (DB, "    require_approval(context, plan, arn)\n", "    pass  # mutant\n"),
+    ),
+    _m(
+        "db-package-unverified",
+        "the package's tool runs only when the package matches its SHA-256",
+        (f"{DB_IT}::test_the_package_is_verified_before_its_tool_runs",),
+        (DB, "    if hasher.hexdigest() != stored.sha256:", "    if False:  # mutant"),
+    ),
+    _m(
+        "db-unlocked",
+        "two runs against one database are serialized (the lock in the account's bucket)",
+        (f"{DB_IT}::test_two_runs_against_one_database_are_serialized",),
+        (DB, '    if command == "plan":\n        yield\n', "    if True:  # mutant\n        yield\n"),
+    ),
+    _m(
+        "db-checksum-ignored",
+        "an applied change set whose checksum changed is refused, nothing applied",
+        (f"{DB_IT}::test_a_tampered_applied_change_set_is_refused_and_nothing_is_applied",),
+        (
+            DBTOOL,
+            "    if the_plan.changed:\n        raise ChecksumsChanged",
+            "    if False:\n        raise ChecksumsChanged",
+        ),
+    ),
+    _m(
+        "db-password-printed",
+        "no database password in any output",
+        (f"{DB_IT}::test_no_database_password_in_any_output_or_record",),
+        (
+            DB,
+            '        return f"{self.user}@{self.host}:{self.port}/{self.name}"',
+            '        return f"{self.user}:{self.password}@{self.host}:{self.port}/{self.name}"',
+        ),
     ),
 )

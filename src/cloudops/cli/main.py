@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lifecycle": ("lifecycle", "lifecycle"),
     "sign": ("signatures", "sign"),
     "verify": ("signatures", "verify"),
+    "db": ("db", "db"),
     "jenkins": ("jenkins", "jenkins"),
     "sandbox": ("sandbox", "sandbox"),
     "demo": ("demo", "demo"),

@@ -75,6 +75,10 @@ class Endpoints(_Strict):
     """Registry host per account name, instead of <account_id>.dkr.ecr.<region>.amazonaws.com."""
     insecure_registries: bool = False
     """Reach the registries over plain HTTP (only ever true for the local sandbox)."""
+    databases: dict[str, str] = {}
+    """HOST:PORT to reach an account's database at, instead of the host and port its own
+    config names (the sandbox: one loopback address per account). The config's host is
+    still the one the host rules check (docs/database.md)."""
 
 
 ARN_PATTERN_RE = re.compile(r"arn:aws[a-z-]*:(?:sts|iam)::[0-9]{12}:[\x21-\x7e]{1,512}")
@@ -283,6 +287,16 @@ class Repositories(_Strict):
     """Per pipeline image: the settings that differ from the defaults."""
 
 
+class Databases(_Strict):
+    """The Data Population Tool's guard rails per stage (docs/database.md)."""
+
+    protected: list[str] | None = None
+    """Stages whose database `cloudops db reset` refuses; default: preprod and prod (the
+    ones of them the pipeline has) and always the last stage."""
+    allow_reset: list[str] = []
+    """Protected stages where a reset is allowed after all (with an approval)."""
+
+
 class Verify(_Strict):
     """Which stages accept only signed images, and the cosign public keys that count."""
 
@@ -303,6 +317,7 @@ class Pipeline(_Strict):
     """Allow promoting past a stage (build straight to prod). Off: every stage in order."""
     approvals: dict[str, Approval] = {}
     """Per stage: who must approve a release before it is applied there."""
+    databases: Databases = Databases()
     verify: Verify | None = None
     """Stages that accept only images with a valid cosign signature (docs/signatures.md)."""
     repositories: Repositories | None = None
@@ -341,6 +356,14 @@ class Pipeline(_Strict):
         if stage in self.approvals:
             return self.approvals[stage]
         return Approval() if self.stages and stage == self.stages[-1] else NO_APPROVAL
+
+    def protected_databases(self) -> list[str]:
+        if self.databases.protected is not None:
+            return list(self.databases.protected)
+        found = [s for s in self.stages if s in ("preprod", "prod")]
+        if self.stages and self.stages[-1] not in found:
+            found.append(self.stages[-1])
+        return found
 
     def requires_signature(self, stage: str) -> bool:
         return self.verify is not None and stage in self.verify.required_for
@@ -552,6 +575,18 @@ def check_rules(pipeline: Pipeline) -> list[tuple[tuple[Any, ...], str]]:
         )
     problems += _approval_rules(pipeline)
     problems += _verify_rules(pipeline)
+    for section, names in (
+        ("protected", pipeline.databases.protected or []),
+        ("allow_reset", pipeline.databases.allow_reset),
+    ):
+        for index, stage in enumerate(names):
+            if stage not in pipeline.stages:
+                problems.append((("databases", section, index), f"{stage!r} is not a stage"))
+    for name in pipeline.endpoints.databases:
+        if name not in pipeline.accounts:
+            problems.append(
+                (("endpoints", "databases", name), f"database endpoint for unknown account {name!r}")
+            )
     problems += _ownership_rules(pipeline)
     problems += _repository_rules(pipeline)
     return problems

@@ -94,14 +94,16 @@ class PlanRoute(_Strict):
     source_id: AccountId
     destination: AccountName
     destination_id: AccountId
-    purpose: Literal["release", "rollback"] = "release"
+    purpose: Literal["release", "rollback", "db-reset"] = "release"
     """A rollback plans an earlier release from the destination's own release log
-    (release_rollback.py); it is hashed, so an approval of a release is not one of a
-    rollback to it."""
+    (release_rollback.py); a db-reset plans `cloudops db reset` of a protected stage
+    (db_population.py). It is hashed, so an approval of one is never one of another."""
 
     def __str__(self) -> str:
         accounts = f"{self.source} ({self.source_id}) -> {self.destination} ({self.destination_id})"
-        what = "roll back to release" if self.purpose == "rollback" else "release"
+        what = {"rollback": "roll back to release", "db-reset": "reset the database:"}.get(
+            self.purpose, "release"
+        )
         return f"{what} {self.release}: {accounts}"
 
 

@@ -50,9 +50,18 @@ DAILY_PREFIX = "cloudops/history-daily/"
 day's record objects, so that reading history is one GET per day, not one per record."""
 
 RecordResult = Literal[
-    "promoted", "already-promoted", "refused", "failed", "planned", "approved", "rejected", "rolled-back"
+    "promoted",
+    "already-promoted",
+    "refused",
+    "failed",
+    "planned",
+    "approved",
+    "rejected",
+    "rolled-back",
+    "updated",
+    "reset",
 ]
-RecordKind = Literal["image", "package", "release", "plan", "approval", "rejection", "rollback"]
+RecordKind = Literal["image", "package", "release", "plan", "approval", "rejection", "rollback", "database"]
 
 MAX_RECORD_BYTES = 64 * 1024
 """A record cloudops writes is well under 4 KiB; a history object larger than this is

@@ -15,8 +15,10 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 
+from cloudops.dbtool.cli import tool_files
 from cloudops.oci import OCI_MANIFEST, sha256_digest
 from cloudops.registry.client import RegistryWriter
+from cloudops.sandbox.changelogs import changelogs_for
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -116,8 +118,9 @@ async def publish_image(writer: RegistryWriter, repository: str, version: str, *
 
 
 def build_package(path: str | os.PathLike[str], version: str, *, size: int = 2 * 1024 * 1024) -> None:
-    """A synthetic deployment package zip: webapps/, database/ and tools/ with the
-    data-population CLI (commands reset-db, update-db, filter-data). ``size`` bytes of
+    """A synthetic deployment package zip: webapps/, database/changelog/ (Liquibase
+    formatted SQL) and tools/ with the Data Population Tool (update-db, reset-db,
+    filter-data, plan: cloudops/dbtool). ``size`` bytes of
     incompressible webapp content, written in blocks (never held whole in memory)."""
     block = 1024 * 1024
     rng = random.Random(f"package-{version}")
@@ -133,13 +136,12 @@ def build_package(path: str | os.PathLike[str], version: str, *, size: int = 2 *
                 chunk = rng.randbytes(min(block, left))
                 war.write(chunk)
                 left -= len(chunk)
-        archive.writestr(
-            entry("database/ep-schema.sql"),
-            f"-- Elastic Path schema {version}\nCREATE TABLE tsetting (uidpk BIGINT);\n",
-        )
-        archive.writestr(
-            entry("tools/data-population-cli/bin/data-population.sh"),
-            "#!/bin/sh\n# Elastic Path Data Population Tool: reset-db | update-db | filter-data\n"
-            'case "$1" in reset-db|update-db|filter-data) echo "data-population $1";; *) exit 2;; esac\n',
-        )
+        # The Data Population Tool (a working stand-in for Elastic Path's, dbtool/) and the
+        # release's Liquibase change logs (8.5.0 creates the schema, 8.6.0 adds to it).
+        for name, text in changelogs_for(version).items():
+            archive.writestr(entry(name), text)
+        for name, data in tool_files().items():
+            member = entry(name)
+            member.external_attr = (0o755 if "/bin/" in name else 0o644) << 16
+            archive.writestr(member, data)
         archive.writestr(entry("tools/data-population-cli/VERSION"), f"{version}\n")

@@ -28,10 +28,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudops.errors import InputError
+from cloudops.sandbox.databases import drop_account_databases
+from cloudops.sandbox.mariadb import running_mariadb, start_mariadb
 from cloudops.sandbox.processes import (
     Identify,
     SandboxError,
@@ -64,12 +66,17 @@ IMAGES = ["ep/cortex", "ep/search", "ep/batch", "ep/integration", "ep/cm", "ep/a
 STATE_FILE = "state.json"
 FRONT_NAME = "front"
 MOTO_NAME = "moto"
+MARIADB_NAME = "mariadb"
+DB_ADDRESSES = {name: f"127.0.0.{2 + n}" for n, name in enumerate(ACCOUNTS)}
+"""Each account's database on its own loopback address (one private MariaDB, one user per
+account allowed from its own address only: sandbox/mariadb.py)."""
 
 # What each kind of process has in its command line: `down` only signals a recorded pid
 # when it still runs that program (a pid may have been reused since `up`).
 _CMDLINE_MARKERS = {
     MOTO_NAME: ("moto.server", "cloudops.sandbox.moto_server"),
     FRONT_NAME: ("cloudops.sandbox.ecr_front",),
+    MARIADB_NAME: ("mariadbd", "mysqld"),
 }
 _REGISTRY_MARKERS = ("docker-registry", "registry")
 
@@ -86,8 +93,9 @@ class SandboxState:
     moto_url: str
     registries: dict[str, str]  # account name -> "127.0.0.1:PORT" of the ECR-like FRONT
     backends: dict[str, str]  # account name -> backend registry URL (no ECR rules)
-    pids: dict[str, int]  # "moto", "registry-<name>", "front" -> pid
+    pids: dict[str, int]  # "moto", "registry-<name>", "front", "mariadb" -> pid
     pipeline: Path
+    databases: dict[str, str] = field(default_factory=dict)  # account name -> "127.0.0.N:PORT"
 
     def to_json(self) -> str:
         return json.dumps(
@@ -98,6 +106,7 @@ class SandboxState:
                 "backends": self.backends,
                 "pids": self.pids,
                 "pipeline": str(self.pipeline),
+                "databases": self.databases,
             },
             indent=2,
         )
@@ -112,6 +121,7 @@ class SandboxState:
             backends={str(k): str(v) for k, v in doc["backends"].items()},
             pids={str(k): int(v) for k, v in doc["pids"].items()},
             pipeline=Path(doc["pipeline"]),
+            databases={str(k): str(v) for k, v in (doc.get("databases") or {}).items()},
         )
 
     def account_id(self, account: str) -> str:
@@ -310,6 +320,14 @@ def up(root: Path, *, detach: bool = True) -> SandboxState:
             _stop(server.pid)
         raise
 
+    try:
+        database = start_mariadb(root, list(DB_ADDRESSES.values()), detach=detach)
+    except BaseException:
+        for server in reversed(started):
+            _stop(server.pid)
+        raise
+    drop_account_databases(database)  # a fresh world: its ECR and buckets are empty too
+    databases = {name: f"{address}:{database.port}" for name, address in DB_ADDRESSES.items()}
     state = SandboxState(
         root=root,
         moto_url=moto.url,
@@ -319,8 +337,10 @@ def up(root: Path, *, detach: bool = True) -> SandboxState:
             MOTO_NAME: moto.pid,
             **{f"registry-{name}": registry_futures[name].result().pid for name in ACCOUNTS},
             FRONT_NAME: front.pid,
+            MARIADB_NAME: database.pid,
         },
         pipeline=root / "pipeline.yaml",
+        databases=databases,
     )
     state.pipeline.write_text(pipeline_yaml(state))
     _write_state(state)
@@ -421,6 +441,9 @@ def reset(state: SandboxState) -> None:
         shutil.rmtree(state.root / "registries" / name / "storage", ignore_errors=True)
     for front in state.registries.values():
         _post(f"http://{front}/_sandbox/flush")
+    database = running_mariadb(state.root)
+    if database is not None:
+        drop_account_databases(database)
 
 
 LAST = list(ACCOUNTS)[-1]
@@ -452,6 +475,9 @@ def pipeline_yaml(state: SandboxState) -> str:
         f'  aws: "{state.moto_url}"',
         f"  registries: {{{registries}}}",
         "  insecure_registries: true",
+        "  # Each account's database (its config names <account>-db.<account>.ep.internal) at its",
+        "  # own loopback address of the sandbox's MariaDB (docs/database.md).",
+        "  databases: {" + ", ".join(f'{n}: "{a}"' for n, a in state.databases.items()) + "}",
         "# The last stage takes a release only with an approval by its approver role",
         "# (`cloudops approve PLAN.json --role-arn ...release-approver`), never only by who applies it.",
         "approvals:",

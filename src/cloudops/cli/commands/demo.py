@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from cloudops.pipeline.context import PipelineContext
     from cloudops.pipeline.plan import PromotionPlan
     from cloudops.release import ReleaseResult
+    from cloudops.sandbox.world import SandboxState
 
 REJECT_REASON = "demo: checkout fails in prod after the upgrade"
 
@@ -66,6 +67,7 @@ def demo(tag: str, scale: float, break_setup: bool) -> None:
     stderr.print(f"sandbox: AWS API {state.moto_url}; registries {', '.join(state.registries.values())}")
 
     _initialize(context)
+    _provision_databases(state, context)
     key, password = world.enable_signatures(state)
     context = PipelineContext(load_pipeline(state.pipeline))  # now with its verify: section
     stderr.print(
@@ -82,6 +84,7 @@ def demo(tag: str, scale: float, break_setup: bool) -> None:
         )
         release_files[version] = _publish(context, state.root, version, scale)
         _sign(context, release_files[version], key, password)
+        _update_database(context, context.pipeline.build_account)
         stderr.rule(
             f"{step + 1}. promote release {version} through every stage (the last one after an approval)"
         )
@@ -192,6 +195,7 @@ def _unsigned_refused(context: PipelineContext, tag: str, scale: float) -> bool:
 def _promote_everywhere(context: PipelineContext, release_file: Path, version: str) -> bool:
     """Every stage in order: `promote release` where no approval is needed; plan, approve
     (as the stage's approver role) and apply where one is. False when a stage failed."""
+    from cloudops.cli.commands.db import show_database_preview
     from cloudops.cli.progress import CopyProgressDisplay
     from cloudops.release import load_release
     from cloudops.release_current import store_for
@@ -214,11 +218,44 @@ def _promote_everywhere(context: PipelineContext, release_file: Path, version: s
                     f"  {stage:8} plan {plan.plan_hash[7:19]}: {len(plan.images)} images, package, "
                     f"{plan.bytes_to_move / 1024 / 1024:.1f} MiB to move; {stage} requires an approval"
                 )
+                show_database_preview(context, plan)  # `cloudops plan` shows it too
                 _approve(context, plan)
                 result = apply_plan(context, plan, progress=progress)
         if not _report(stage, result):
             return False
+        _update_database(context, stage)
     return True
+
+
+def _provision_databases(state: SandboxState, context: PipelineContext) -> None:
+    """Each account's database and user in the sandbox's MariaDB, as its config names them."""
+    from cloudops.sandbox import world
+    from cloudops.sandbox.databases import provision_accounts
+    from cloudops.sandbox.mariadb import running_mariadb
+
+    server = running_mariadb(state.root)
+    if server is None:
+        stderr.print("  [yellow]databases: the sandbox's MariaDB is not running[/]")
+        return
+    done = provision_accounts(server, context.pipeline.config_dir, world.DB_ADDRESSES)
+    where = ", ".join(f"{a} {world.DB_ADDRESSES[a]}" for a in done)
+    stderr.print(
+        f"  databases: one per account in MariaDB ({where}), each user allowed from its own address only"
+    )
+
+
+def _update_database(context: PipelineContext, account: str) -> None:
+    """`cloudops db update --account ACCOUNT`: the package now current there, run by its
+    Data Population Tool against the account's own database."""
+    from cloudops.db_population import update_database
+
+    done = update_database(context, account)
+    applied = len(done.applied)
+    stderr.print(
+        f"  {account:8} database {safe_text(done.database)}: package {done.version}, "
+        f"{applied} change set{'' if applied == 1 else 's'} applied ({done.seconds:.1f}s)"
+        + (f": {', '.join(safe_text(a) for a in done.applied)}" if applied else ", already up to date")
+    )
 
 
 def _approve(context: PipelineContext, plan: PromotionPlan) -> None:

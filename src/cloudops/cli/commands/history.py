@@ -32,6 +32,8 @@ RESULT_STYLE = {
     "approved": "green",
     "rejected": "yellow",
     "rolled-back": "green",
+    "updated": "green",
+    "reset": "yellow",
 }
 
 
@@ -125,7 +127,7 @@ def show_history(found: HistoryRead) -> None:
             safe_text(read.account),
             safe_text((r.source_digest or r.plan_hash or "")[7:19]),
             human_bytes(r.bytes),
-            f"[{RESULT_STYLE[r.result]}]{r.result}[/]",
+            f"[{RESULT_STYLE.get(r.result, 'default')}]{r.result}[/]",
             safe_text(r.error or r.reason or ""),
         )
     stderr.print(table)

@@ -70,6 +70,9 @@ def plan(
     if as_json:
         emit_json(made.to_json())
     show_plan(made, out)
+    from cloudops.cli.commands.db import show_database_preview
+
+    show_database_preview(context, made)
     approval = context.pipeline.approval(to)
     if approval.required and made.ok:
         who = " or ".join(approval.approvers) or f"an identity of account {to!r}"
