@@ -10,8 +10,10 @@ APT_PACKAGES := docker-registry skopeo awscli chromium tinyproxy groovy
 # moto server, skopeo, the AWS CLI, chromium), e2e.
 # Property tests run derandomized here (hypothesis profile "ci": the same examples on every
 # run); `make soak` runs them randomized.
+# Two pytest workers, each taking whole test files (--dist loadfile: a file's sandbox
+# fixture stays in one worker); every server a test starts has its own port and folder.
 test: sysdeps $(STAMP) lint typecheck bytecode
-	$(PY) -m pytest -q --hypothesis-profile=ci $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(or $(JOBS),2) --dist loadfile --hypothesis-profile=ci $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -10,7 +10,6 @@ result at all); an account that cannot be read is named in the note, never judge
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,14 +18,11 @@ import botocore.exceptions
 from cloudops.audit.facts import AccountFacts
 from cloudops.audit.findings import Finding, RuleResult
 from cloudops.aws.sessions import aws_error
-from cloudops.copy.referrers import ReferrerLookup
 from cloudops.errors import CloudopsError
 from cloudops.pipeline.context import PipelineContext
-from cloudops.pipeline.signatures import trusted_keys
+from cloudops.pipeline.signatures import trusted_keys, verify_many
 from cloudops.referrers import is_referrer_tag
-from cloudops.registry import RegistrySession
-from cloudops.signing.keys import PublicKey
-from cloudops.signing.verify import Verification, verify_image
+from cloudops.signing.verify import Verification
 
 RULE = "signatures"
 TITLE = "every image in a stage that requires signatures carries a valid cosign signature"
@@ -85,7 +81,9 @@ def signature_rule(
             unread.append(f"{stage}: {aws_error(exc, f'checking the registry of {stage!r}')}")
     checked = [i for i in images if i.account in hosts]
     if checked:
-        verdicts = asyncio.run(_verify_all(context, hosts, checked, keys, workers))
+        verdicts = verify_many(
+            context, hosts, [(i.account, i.repository, i.digest) for i in checked], keys, workers
+        )
         build = pipeline.build_account
         for image, verdict in zip(checked, verdicts, strict=True):
             if isinstance(verdict, Verification):
@@ -116,30 +114,6 @@ def _images(fact: AccountFacts, repositories: Sequence[str]) -> list[_Image]:
             if versions:
                 found.append(_Image(fact.name, repository, digest, versions))
     return found
-
-
-async def _verify_all(
-    context: PipelineContext,
-    hosts: dict[str, str],
-    images: Sequence[_Image],
-    keys: Sequence[PublicKey],
-    workers: int,
-) -> list[Verification | CloudopsError]:
-    bound = asyncio.Semaphore(max(1, workers))
-    async with RegistrySession(context.keychain(*hosts), context.transport_settings()) as pool:
-        readers = {name: pool.reader(host) for name, host in hosts.items()}
-        lookup = ReferrerLookup()
-
-        async def one(image: _Image) -> Verification | CloudopsError:
-            async with bound:
-                try:
-                    return await verify_image(
-                        readers[image.account], image.repository, image.digest, keys, lookup=lookup
-                    )
-                except CloudopsError as error:
-                    return error
-
-        return list(await asyncio.gather(*(one(i) for i in images)))
 
 
 def _name(image: _Image) -> str:

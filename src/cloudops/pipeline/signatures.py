@@ -4,12 +4,16 @@ pipeline's keys (docs/signatures.md). Checked at the source, before anything is 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cloudops.copy.referrers import ReferrerLookup
-from cloudops.errors import InputError
+from cloudops.errors import CloudopsError, InputError
+from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.model import Pipeline
 from cloudops.registry.client import RegistryReader
+from cloudops.registry.session import RegistrySession
 from cloudops.signing.keys import PublicKey, load_public_key
 from cloudops.signing.verify import Verification, verify_image
 
@@ -40,3 +44,43 @@ class SignatureGate:
 
     async def check(self, reader: RegistryReader, repository: str, digest: str) -> Verification:
         return await verify_image(reader, repository, digest, self.keys, lookup=self._lookup)
+
+
+SignatureTarget = tuple[str, str, str]
+"""(account, repository, digest)"""
+
+
+def verify_many(
+    context: PipelineContext,
+    hosts: dict[str, str],
+    targets: Sequence[SignatureTarget],
+    keys: Sequence[PublicKey],
+    workers: int,
+) -> list[Verification | CloudopsError]:
+    """Check every target in its account's registry (``hosts``: account -> checked host),
+    ``workers`` at once in one registry session; a registry failure is returned for its
+    target, never raised (status and audit report it and go on)."""
+    return asyncio.run(_verify_many(context, hosts, targets, keys, workers))
+
+
+async def _verify_many(
+    context: PipelineContext,
+    hosts: dict[str, str],
+    targets: Sequence[SignatureTarget],
+    keys: Sequence[PublicKey],
+    workers: int,
+) -> list[Verification | CloudopsError]:
+    bound = asyncio.Semaphore(max(1, workers))
+    async with RegistrySession(context.keychain(*hosts), context.transport_settings()) as pool:
+        readers = {name: pool.reader(host) for name, host in hosts.items()}
+        lookup = ReferrerLookup()  # remembers which registries serve the referrers API
+
+        async def one(target: SignatureTarget) -> Verification | CloudopsError:
+            account, repository, digest = target
+            async with bound:
+                try:
+                    return await verify_image(readers[account], repository, digest, keys, lookup=lookup)
+                except CloudopsError as error:
+                    return error
+
+        return list(await asyncio.gather(*(one(t) for t in targets)))

@@ -27,7 +27,6 @@ of the listing: they carry signatures, not versions.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,14 +39,12 @@ import botocore.exceptions
 
 from cloudops.aws.guard import require_account
 from cloudops.aws.sessions import aws_error
-from cloudops.copy.referrers import ReferrerLookup
 from cloudops.errors import CloudopsError
 from cloudops.package_store import InvalidPointerError, PackageStore
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.history import HistoryRead, read_history
-from cloudops.pipeline.signatures import trusted_keys
+from cloudops.pipeline.signatures import trusted_keys, verify_many
 from cloudops.referrers import is_referrer_tag
-from cloudops.registry import RegistrySession
 from cloudops.release_current import CurrentRelease, ReleaseStore, UnreadableCurrentError
 from cloudops.release_gates import Rejection, list_rejections
 from cloudops.report.clients import SharedClients
@@ -64,7 +61,7 @@ from cloudops.report.model import (
     StatusMatrix,
 )
 from cloudops.signing.keys import PublicKey
-from cloudops.signing.verify import verify_image
+from cloudops.signing.verify import Verification
 
 WORKERS = 16
 """Concurrent AWS calls: enough to hide latency, few enough not to be throttled
@@ -291,36 +288,16 @@ def _signatures(
             found.update({t: Signature("unchecked", reason) for t in targets if t[0] == name})
     wanted = [t for t in targets if t[0] in hosts]
     if wanted:
-        found.update(asyncio.run(_verify_all(context, hosts, wanted, keys, workers)))
+        checked = verify_many(context, hosts, wanted, keys, workers)
+        found.update({t: _signature(c) for t, c in zip(wanted, checked, strict=True)})
     return found
 
 
-async def _verify_all(
-    context: PipelineContext,
-    hosts: dict[str, str],
-    targets: Sequence[SignatureKey],
-    keys: Sequence[PublicKey],
-    workers: int,
-) -> dict[SignatureKey, Signature]:
-    bound = asyncio.Semaphore(max(1, workers))
-    async with RegistrySession(context.keychain(*hosts), context.transport_settings()) as pool:
-        readers = {name: pool.reader(host) for name, host in hosts.items()}
-        lookup = ReferrerLookup()  # remembers which registries serve the referrers API
-
-        async def one(target: SignatureKey) -> Signature:
-            stage, repository, digest = target
-            async with bound:
-                try:
-                    checked = await verify_image(readers[stage], repository, digest, keys, lookup=lookup)
-                except CloudopsError as error:
-                    return Signature("unchecked", str(error))
-            state: SignatureState = (
-                "signed" if checked.ok else "unsigned" if checked.signatures == 0 else "invalid"
-            )
-            return Signature(state, checked.reason, checked.key.name if checked.key else None)
-
-        results = await asyncio.gather(*(one(t) for t in targets))
-    return dict(zip(targets, results, strict=True))
+def _signature(checked: Verification | CloudopsError) -> Signature:
+    if isinstance(checked, CloudopsError):
+        return Signature("unchecked", str(checked))
+    state: SignatureState = "signed" if checked.ok else "unsigned" if checked.signatures == 0 else "invalid"
+    return Signature(state, checked.reason, checked.key.name if checked.key else None)
 
 
 def _packages(reader: _Reader) -> Holding:
