@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, TypeVar
 
 from cloudops.copy.plan import (
     BlobKey,
@@ -27,6 +27,7 @@ from cloudops.copy.plan import (
     ImageInput,
     ImagePlan,
     ImageStatus,
+    ManifestPush,
     Planner,
     SourceImage,
     walk_manifests,
@@ -34,7 +35,7 @@ from cloudops.copy.plan import (
 from cloudops.copy.referrers import ReferrerLookup, add_to_fallback_index, fetch_tree
 from cloudops.copy.relay import BlobRelay
 from cloudops.errors import CloudopsError, InputError, RefusedError
-from cloudops.oci import parse_manifest
+from cloudops.oci import ImageManifest, parse_manifest
 from cloudops.referrers import index_entry, subjects_of
 from cloudops.registry.client import ManifestHead, RegistryReader, RegistryWriter
 from cloudops.registry.errors import DigestMismatchError, NotFoundError, RegistryError
@@ -173,6 +174,12 @@ class CopyEngine:
         planner = Planner(allow_tag_move=allow_tag_move)
         tasks: dict[BlobKey, asyncio.Task[_BlobStats]] = {}
 
+        def start(part: CopyPlan) -> None:
+            for transfer in part.transfers:
+                dependency = tasks.get(transfer.after) if transfer.after else None
+                tasks[transfer.key] = asyncio.ensure_future(self._transfer(transfer, dependency, slots))
+            self._progress.planned(part)
+
         async def one(request: CopyRequest) -> ImageResult:
             try:
                 image = await self._resolve(request, lookups, allow_tag_move)
@@ -181,11 +188,18 @@ class CopyEngine:
                 failed = self._failed(request, error, started)
                 self._progress.image_finished(failed)
                 return failed
-            for transfer in part.transfers:
-                dependency = tasks.get(transfer.after) if transfer.after else None
-                tasks[transfer.key] = asyncio.ensure_future(self._transfer(transfer, dependency, slots))
-            self._progress.planned(part)
-            return await self._finish_image(part.images[0], tasks, started)
+            start(part)
+            plan = part.images[0]
+            if self._referrers and image.source is not None and plan.status is not ImageStatus.TAG_CONFLICT:
+                # The image's blobs move while its referrers are looked for.
+                try:
+                    source, state = await self._resolve_referrers(image, lookups)
+                    more = planner.add_referrers(plan, source, state)
+                except Exception as error:
+                    return await self._finish_image(plan, tasks, started, failure=error)
+                start(CopyPlan(more.images, more.transfers))
+                plan = more.images[0]
+            return await self._finish_image(plan, tasks, started)
 
         try:
             results = await asyncio.gather(*(one(r) for r in requests))
@@ -253,48 +267,76 @@ class CopyEngine:
                 return ImageInput(request, digest, DestinationState(tag_digest=tag_digest))
 
         root = await limited(src.get_manifest(src_repo, digest))
-        manifests = walk_manifests(root, await fetch_tree(src, src_repo, root, limited))
-        found = None
-        if self._referrers:
-            found = await self._lookup.find(src, src_repo, [m.digest for m in manifests], limited)
-        source = SourceImage(
-            root,
-            manifests,
-            tuple(found.referrers) if found else (),
-            tuple(found.warnings) if found else (),
-        )
-
-        # A tag that names the digest guarantees the image's own manifests (and so their
-        # blobs) are there: only the referrers are looked at.
-        look_at = source.all_manifests if not up_to_date else source.all_manifests[len(manifests) :]
-        heads = await asyncio.gather(*(limited(dst.head_manifest(dst_repo, m.digest)) for m in look_at))
-        present_manifests = {m.digest for m, h in zip(look_at, heads, strict=True) if h is not None}
+        source = SourceImage(root, walk_manifests(root, await fetch_tree(src, src_repo, root, limited)))
         if up_to_date:
-            present_manifests.update(m.digest for m in manifests)
-        blob_digests = list(
-            dict.fromkeys(
-                b.digest for m in source.image_manifests if m.digest not in present_manifests for b in m.blobs
-            )
+            # The tag names the digest: its manifests and blobs are there (the registry
+            # checked them when the tag was pushed). Only referrers may be missing.
+            present = frozenset(m.digest for m in source.manifests)
+            return ImageInput(request, digest, DestinationState(tag_digest, present), source)
+        heads = await asyncio.gather(
+            *(limited(dst.head_manifest(dst_repo, m.digest)) for m in source.manifests)
         )
-        tags = [r.tag for r in source.referrers if r.tag is not None]
-        sizes, tag_heads, listed = await asyncio.gather(
-            asyncio.gather(*(limited(dst.blob_size(dst_repo, d)) for d in blob_digests)),
-            asyncio.gather(*(limited(dst.head_manifest(dst_repo, t)) for t in tags)),
-            self._lookup.listed(dst, dst_repo, subjects_of(source.referrers), limited),
-        )
-        present_blobs = {d for d, size in zip(blob_digests, sizes, strict=True) if size is not None}
-        referrer_tags = tuple((t, h.digest) for t, h in zip(tags, tag_heads, strict=True) if h is not None)
+        present_manifests = {m.digest for m, h in zip(source.manifests, heads, strict=True) if h is not None}
+        blobs = await self._present_blobs(dst, dst_repo, source.image_manifests, present_manifests, limited)
         return ImageInput(
             request,
             digest,
-            DestinationState(
-                tag_digest,
-                frozenset(present_manifests),
-                frozenset(present_blobs),
-                listed,
-                referrer_tags,
-            ),
+            DestinationState(tag_digest, frozenset(present_manifests), blobs),
             source,
+        )
+
+    async def _present_blobs(
+        self,
+        dst: RegistryReader,
+        repository: str,
+        manifests: Sequence[ImageManifest],
+        present_manifests: set[str] | frozenset[str],
+        limited: Callable[[Awaitable[Any]], Awaitable[Any]],
+    ) -> frozenset[str]:
+        """The blobs of ``manifests`` the destination holds (a present manifest's blobs are
+        not asked about: the registry checked them when it was pushed)."""
+        digests = list(
+            dict.fromkeys(b.digest for m in manifests if m.digest not in present_manifests for b in m.blobs)
+        )
+        sizes = await asyncio.gather(*(limited(dst.blob_size(repository, d)) for d in digests))
+        return frozenset(d for d, size in zip(digests, sizes, strict=True) if size is not None)
+
+    async def _resolve_referrers(
+        self, image: ImageInput, lookups: asyncio.Semaphore
+    ) -> tuple[SourceImage, DestinationState]:
+        """What refers to the image at the source, and what the destination has of it.
+        Runs while the image's own blobs already move."""
+        assert image.source is not None
+        request = image.request
+        src = self._pool.reader(request.source.registry)
+        dst = self._pool.writer(request.destination.registry)
+        src_repo, dst_repo = request.source.repository, request.destination.repository
+
+        async def limited(call: Awaitable[T]) -> T:
+            async with lookups:
+                return await call
+
+        found = await self._lookup.find(src, src_repo, [m.digest for m in image.source.manifests], limited)
+        source = replace(image.source, referrers=tuple(found.referrers), warnings=tuple(found.warnings))
+        state = image.destination
+        theirs = [m for r in source.referrers for m in r.manifests]
+        tags = [r.tag for r in source.referrers if r.tag is not None]
+        heads, tag_heads, listed = await asyncio.gather(
+            asyncio.gather(*(limited(dst.head_manifest(dst_repo, m.digest)) for m in theirs)),
+            asyncio.gather(*(limited(dst.head_manifest(dst_repo, t)) for t in tags)),
+            self._lookup.listed(dst, dst_repo, subjects_of(source.referrers), limited),
+        )
+        present_manifests = state.present_manifests | {
+            m.digest for m, h in zip(theirs, heads, strict=True) if h is not None
+        }
+        referrer_manifests = [m for m in theirs if isinstance(m, ImageManifest)]
+        blobs = await self._present_blobs(dst, dst_repo, referrer_manifests, present_manifests, limited)
+        return source, replace(
+            state,
+            present_manifests=present_manifests,
+            present_blobs=state.present_blobs | blobs,
+            listed_referrers=listed,
+            referrer_tags=tuple((t, h.digest) for t, h in zip(tags, tag_heads, strict=True) if h is not None),
         )
 
     # -- execute -----------------------------------------------------------------------
@@ -340,8 +382,15 @@ class CopyEngine:
             return _BlobStats("uploaded", transfer.size)
 
     async def _finish_image(
-        self, plan: ImagePlan, tasks: dict[BlobKey, asyncio.Task[_BlobStats]], started: float
+        self,
+        plan: ImagePlan,
+        tasks: dict[BlobKey, asyncio.Task[_BlobStats]],
+        started: float,
+        *,
+        failure: BaseException | None = None,
     ) -> ImageResult:
+        """Wait for the plan's blobs, push its manifests (referrers before the tag), verify.
+        ``failure``: looking for referrers failed: the image fails, nothing is pushed."""
         request = plan.request
         result = ImageResult(request, "up-to-date", plan.digest, plan.current_digest)
         result.warnings = list(plan.warnings)
@@ -350,6 +399,8 @@ class CopyEngine:
             for r in plan.referrers
         ]
         try:
+            if failure is not None:
+                raise failure
             if plan.status is ImageStatus.TAG_CONFLICT:
                 raise TagConflictError(
                     f"{request.destination} already points at {plan.current_digest}, not {plan.digest}",
@@ -408,29 +459,42 @@ class CopyEngine:
             self._progress.image_finished(result)
 
     async def _push_referrers(self, dst: RegistryWriter, plan: ImagePlan) -> int:
-        """Push the plan's referrers in order; those the registry does not index itself
-        (no OCI-Subject in its answer) are added to their subject's fallback tag."""
+        """Push the plan's referrers: the manifests below them first, then the referrers
+        themselves (each step's pushes at once: they do not depend on each other); those
+        the registry does not index itself (no OCI-Subject in its answer) are then added
+        to their subjects' fallback tags."""
+        below = [p for p in plan.referrer_pushes if p.subject is None and ":" in p.reference]
+        tops = [p for p in plan.referrer_pushes if p not in below]
+        await asyncio.gather(*(self._push_one(dst, p) for p in below))
+        confirmed = await asyncio.gather(*(self._push_one(dst, p) for p in tops))
         unindexed: dict[str, list[dict[str, object]]] = {}
-        for push in plan.referrer_pushes:
-            if push.subject is None:
-                try:
-                    await dst.put_manifest(push.repository, push.reference, push.raw, push.media_type)
-                except RegistryError as error:
-                    if ":" not in push.reference:  # a cosign tag (everything else is by digest)
-                        raise RegistryError(
-                            f"{dst.host}/{push.repository}:{push.reference} could not be written: {error}",
-                            hint="the destination holds other signatures under cosign's tag and the "
-                            "repository refuses to move it (IMMUTABLE); sign with OCI 1.1 referrers "
-                            "(`cloudops sign`, or cosign --registry-referrers-mode=oci-1-1)",
-                        ) from error
-                    raise
-                continue
-            if not await dst.put_referrer(push.repository, push.raw, push.media_type, push.subject):
+        for push, indexed in zip(tops, confirmed, strict=True):
+            if push.subject is not None and not indexed:
                 manifest = parse_manifest(push.raw, push.media_type)
                 unindexed.setdefault(push.subject, []).append(index_entry(manifest))
-        for subject, entries in unindexed.items():
-            await add_to_fallback_index(dst, plan.request.destination.repository, subject, entries)
+        repository = plan.request.destination.repository
+        await asyncio.gather(
+            *(add_to_fallback_index(dst, repository, s, entries) for s, entries in unindexed.items())
+        )
         return len(plan.referrer_pushes)
+
+    async def _push_one(self, dst: RegistryWriter, push: ManifestPush) -> bool:
+        """One referrer push; True when the registry indexed it as a referrer (or it has
+        no subject: nothing to index)."""
+        if push.subject is not None:
+            return await dst.put_referrer(push.repository, push.raw, push.media_type, push.subject)
+        try:
+            await dst.put_manifest(push.repository, push.reference, push.raw, push.media_type)
+        except RegistryError as error:
+            if ":" not in push.reference:  # a cosign tag (everything else is by digest)
+                raise RegistryError(
+                    f"{dst.host}/{push.repository}:{push.reference} could not be written: {error}",
+                    hint="the destination holds other signatures under cosign's tag and the "
+                    "repository refuses to move it (IMMUTABLE); sign with OCI 1.1 referrers "
+                    "(`cloudops sign`, or cosign --registry-referrers-mode=oci-1-1)",
+                ) from error
+            raise
+        return True
 
     async def _tag_has(self, dst: RegistryWriter, plan: ImagePlan) -> bool:
         if plan.request.destination.tag is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cloudops.oci import ImageIndex, ImageManifest, Manifest
 from cloudops.referrers import Referrer
@@ -190,7 +190,21 @@ class Planner:
         self._first_in_registry: dict[tuple[str, str], BlobKey] = {}
 
     def add(self, image: ImageInput) -> CopyPlan:
-        """The image's plan, and the transfers it needs that no earlier image started."""
+        """The image's plan, and the transfers it needs that no earlier image started;
+        with its referrers when ``image.source`` has them (:meth:`add_referrers`)."""
+        part = self._add_image(image)
+        source = image.source
+        plan = part.images[0]
+        if (
+            source is None
+            or not (source.referrers or source.warnings)
+            or plan.status is ImageStatus.TAG_CONFLICT
+        ):
+            return part
+        more = self.add_referrers(plan, source, image.destination)
+        return CopyPlan(more.images, part.transfers + more.transfers)
+
+    def _add_image(self, image: ImageInput) -> CopyPlan:
         request = image.request
         state = image.destination
         dst_tag = request.destination.tag
@@ -201,64 +215,63 @@ class Planner:
             return CopyPlan(
                 (ImagePlan(request, image.digest, ImageStatus.TAG_CONFLICT, state.tag_digest),), ()
             )
+        if up_to_date:
+            return CopyPlan((ImagePlan(request, image.digest, ImageStatus.UP_TO_DATE, state.tag_digest),), ())
         if image.source is None:
-            if up_to_date:
-                return CopyPlan(
-                    (ImagePlan(request, image.digest, ImageStatus.UP_TO_DATE, state.tag_digest),), ()
-                )
             raise ValueError(f"{request.source} needs copying but its manifests were not fetched")
         source = image.source
-        referrer_pushes, carried, present_referrers = _referrer_pushes(source, state, request.destination)
-        if up_to_date and not referrer_pushes:
-            return CopyPlan(
-                (
-                    ImagePlan(
-                        request,
-                        image.digest,
-                        ImageStatus.UP_TO_DATE,
-                        state.tag_digest,
-                        referrers=source.referrers,
-                        referrers_present=present_referrers,
-                        warnings=source.warnings,
-                    ),
-                ),
-                (),
-            )
-        manifests = [m for m in source.all_manifests if not up_to_date or m.digest in carried]
-        needed, new, present = self._blobs(request, manifests, state)
-
-        pushes: list[ManifestPush] = []
+        needed, new, present = self._blobs(request, source.manifests, state)
         dst = request.destination
-        if not up_to_date:
-            pushes = [
-                ManifestPush(dst.repository, m.digest, m.digest, m.media_type, m.raw)
-                for m in source.manifests[:-1]
-                if m.digest not in state.present_manifests
-            ]
-            root = source.root
-            if referrer_pushes and dst_tag and root.digest not in state.present_manifests:
-                # The subject goes in before what refers to it, the tag after both.
-                pushes.append(
-                    ManifestPush(dst.repository, root.digest, root.digest, root.media_type, root.raw)
-                )
-            pushes.append(
-                ManifestPush(dst.repository, dst_tag or root.digest, root.digest, root.media_type, root.raw)
-            )
+        pushes = [
+            ManifestPush(dst.repository, m.digest, m.digest, m.media_type, m.raw)
+            for m in source.manifests[:-1]
+            if m.digest not in state.present_manifests
+        ]
+        root = source.root
+        pushes.append(
+            ManifestPush(dst.repository, dst_tag or root.digest, root.digest, root.media_type, root.raw)
+        )
         plan = ImagePlan(
             request,
             image.digest,
-            ImageStatus.UP_TO_DATE if up_to_date else ImageStatus.COPY,
+            ImageStatus.COPY,
             state.tag_digest,
             tuple(dict.fromkeys(needed)),
             present,
             tuple(pushes),
-            tuple(referrer_pushes),
-            source.referrers,
-            present_referrers,
-            source.warnings,
         )
         # Largest first: on a busy link the batch ends with small blobs, not one big one.
         return CopyPlan((plan,), tuple(sorted(new, key=lambda t: -t.size)))
+
+    def add_referrers(self, plan: ImagePlan, source: SourceImage, state: DestinationState) -> CopyPlan:
+        """``plan`` with what refers to the image (``source.referrers``; ``state`` says what
+        the destination has of them), and the transfers their blobs need that no earlier
+        image started. The engine calls it once the referrers are found, while the
+        image's own blobs already move."""
+        request = plan.request
+        dst = request.destination
+        referrer_pushes, carried, present_referrers = _referrer_pushes(source, state, dst)
+        found = replace(
+            plan, referrers=source.referrers, referrers_present=present_referrers, warnings=source.warnings
+        )
+        if not referrer_pushes:
+            return CopyPlan((found,), ())
+        manifests = [m for r in source.referrers for m in r.manifests if m.digest in carried]
+        needed, new, present = self._blobs(request, manifests, state)
+        pushes = plan.pushes
+        root = source.root
+        if pushes and dst.tag and root.digest not in state.present_manifests:
+            # The subject goes in before what refers to it, the tag after both.
+            by_digest = ManifestPush(dst.repository, root.digest, root.digest, root.media_type, root.raw)
+            pushes = (*pushes[:-1], by_digest, pushes[-1])
+        found = replace(
+            found,
+            blobs=tuple(dict.fromkeys((*plan.blobs, *needed))),
+            blobs_present=plan.blobs_present + present,
+            pushes=pushes,
+            referrer_pushes=tuple(referrer_pushes),
+        )
+        return CopyPlan((found,), tuple(sorted(new, key=lambda t: -t.size)))
 
     def _blobs(
         self, request: CopyRequest, manifests: Sequence[Manifest], state: DestinationState

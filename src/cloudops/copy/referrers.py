@@ -125,17 +125,31 @@ class ReferrerLookup:
     async def _of(
         self, reader: RegistryReader, repository: str, subject: str, depth: int, limit: Limit
     ) -> Found:
+        # cosign writes its tags for the images it signs or attests, not for referrers:
+        # only an image's own manifests (depth 1 referrers) are looked up by tag.
+        tags = cosign_tags(subject) if depth == 1 else ()
         listing, cosign = await asyncio.gather(
             self._listing(reader, repository, subject, limit),
-            asyncio.gather(*(limit(reader.find_manifest(repository, t)) for t in cosign_tags(subject))),
+            asyncio.gather(*(limit(reader.find_manifest(repository, t)) for t in tags)),
         )
         descriptors, via = listing
         found = Found()
         wanted = [d for d in dict.fromkeys(descriptors) if d.digest != subject]
-        manifests = await asyncio.gather(*(limit(reader.find_manifest(repository, d.digest)) for d in wanted))
-        for descriptor, manifest in zip(wanted, manifests, strict=True):
+        fetched = await asyncio.gather(
+            *(limit(reader.find_manifest(repository, d.digest)) for d in wanted), return_exceptions=True
+        )
+        for descriptor, manifest in zip(wanted, fetched, strict=True):
             where = "the referrers API" if via == "api" else f"the tag {fallback_tag(subject)}"
-            if manifest is None:
+            if isinstance(manifest, ManifestError):
+                # E.g. OCI 1.1-rc's artifact manifest, which no registry should still serve:
+                # the image is copied, the referrer is named as not carried.
+                found.warnings.append(
+                    f"{where} lists {descriptor.digest[:19]} as a referrer of {subject[:19]}, "
+                    f"but it is not a manifest cloudops copies ({manifest.message[:120]}): not copied"
+                )
+            elif isinstance(manifest, BaseException):
+                raise manifest
+            elif manifest is None:
                 found.warnings.append(
                     f"{where} lists {descriptor.digest[:19]} as a referrer of {subject[:19]}, "
                     "but the registry does not hold it: not copied"
@@ -147,7 +161,7 @@ class ReferrerLookup:
                 )
             else:
                 found.referrers.append(Referrer(subject, (manifest,), via, None, depth))
-        for tag, manifest in zip(cosign_tags(subject), cosign, strict=True):
+        for tag, manifest in zip(tags, cosign, strict=True):
             if manifest is not None:
                 found.referrers.append(Referrer(subject, (manifest,), "cosign-tag", tag, depth))
         return found
