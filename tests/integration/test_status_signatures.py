@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cloudops.cli.main import cli
+from cloudops.pipeline import signatures
 from cloudops.pipeline.context import PipelineContext
 from cloudops.pipeline.promote import ImageSpec, promote_images
 from cloudops.pipeline.sign_images import Target, sign_images
@@ -162,8 +163,9 @@ def test_without_verify_no_registry_is_read(signed: Signed, monkeypatch: pytest.
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a registry was read without verify keys")
 
-    monkeypatch.setattr(collect, "verify_image", refuse)
-    monkeypatch.setattr(collect, "RegistrySession", refuse)
+    monkeypatch.setattr(collect, "verify_many", refuse)
+    monkeypatch.setattr(signatures, "verify_image", refuse)
+    monkeypatch.setattr(signatures, "RegistrySession", refuse)
     report = collect.read_status(context_for(signed.plain))
     document = report.matrix.as_dict()
     assert "signatures" not in document
