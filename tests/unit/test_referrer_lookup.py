@@ -56,6 +56,9 @@ class _Reader:
         assert isinstance(index, ImageIndex)
         return index
 
+    async def list_tags(self, repository: str, *, limit: int | None = None) -> list[str]:
+        return ["1.0"]  # no referrer tags: only the API lists referrers here
+
     async def find_manifest(self, repository: str, reference: str) -> Manifest | None:
         found = self.manifests.get(reference)
         if isinstance(found, Exception):

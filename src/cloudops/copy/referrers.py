@@ -25,6 +25,7 @@ from cloudops.referrers import (
     ReferrerSource,
     cosign_tags,
     fallback_tag,
+    is_referrer_tag,
     listed_digests,
     merged_fallback_index,
 )
@@ -33,6 +34,10 @@ from cloudops.registry.errors import RegistryError
 
 T = TypeVar("T")
 Limit = Callable[[Awaitable[Any]], Awaitable[Any]]
+
+MAX_TAG_SCAN = 10_000
+"""A repository with more tags than this is not listed: its referrer tags are looked up
+one by one instead (a listing of that size would cost more than it saves)."""
 
 MAX_INDEX_ROUNDS = 3
 """Read-merge-write rounds of a fallback index before giving up (another writer kept
@@ -78,6 +83,27 @@ class ReferrerLookup:
 
     def __init__(self) -> None:
         self._api: dict[str, bool] = {}
+        self._tags: dict[tuple[str, str], asyncio.Future[frozenset[str] | None]] = {}
+
+    async def _referrer_tags(
+        self, reader: RegistryReader, repository: str, limit: Limit
+    ) -> frozenset[str] | None:
+        """The repository's referrer tags (sha256-<hex>, and cosign's .sig/.att/.sbom), listed
+        once per batch and shared by every image of it: most images have none, and one
+        listing then replaces four lookups per manifest. None: too many tags to list (or
+        the listing failed): each tag is then looked up by itself."""
+        key = (reader.host, repository)
+        future = self._tags.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._tags[key] = future
+            try:
+                tags = await limit(reader.list_tags(repository, limit=MAX_TAG_SCAN))
+                found = None if len(tags) > MAX_TAG_SCAN else frozenset(t for t in tags if is_referrer_tag(t))
+            except RegistryError:
+                found = None
+            future.set_result(found)
+        return await future
 
     async def find(
         self,
@@ -128,6 +154,9 @@ class ReferrerLookup:
         # cosign writes its tags for the images it signs or attests, not for referrers:
         # only an image's own manifests (depth 1 referrers) are looked up by tag.
         tags = cosign_tags(subject) if depth == 1 else ()
+        known = await self._referrer_tags(reader, repository, limit)
+        if known is not None:
+            tags = tuple(t for t in tags if t in known)
         listing, cosign = await asyncio.gather(
             self._listing(reader, repository, subject, limit),
             asyncio.gather(*(limit(reader.find_manifest(repository, t)) for t in tags)),
@@ -175,6 +204,9 @@ class ReferrerLookup:
                 self._api[reader.host] = True
                 return index.manifests, "api"
             self._api[reader.host] = False
+        known = await self._referrer_tags(reader, repository, limit)
+        if known is not None and fallback_tag(subject) not in known:
+            return (), "tag-schema"  # the listing has no such tag: nothing to read
         fallback = await limit(reader.find_manifest(repository, fallback_tag(subject)))
         if not isinstance(fallback, ImageIndex):
             return (), "tag-schema"  # no tag, or a tag of that name that is no index
