@@ -16,7 +16,6 @@ record in the account's history.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import subprocess
@@ -28,20 +27,29 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from cloudops.aws.guard import require_account
+from cloudops.aws.s3 import AccountBucket
 from cloudops.aws.s3_lock import KeyLock
-from cloudops.aws.s3_stream import ResumingReader
 from cloudops.config.envfile import read_env_file
 from cloudops.config.hosts import hosts_in
 from cloudops.config.tree import CONFIG_SUBDIR
 from cloudops.errors import CloudopsError, InputError, RefusedError
-from cloudops.package_archive import READ_BLOCK, inspect_package
-from cloudops.package_store import StoredPackage, store_for
+from cloudops.package_archive import READ_BLOCK, inspect_package, validate_version
+from cloudops.package_store import PackageStore, StoredPackage, store_for
 from cloudops.pipeline import history
 from cloudops.pipeline.context import PipelineContext
-from cloudops.pipeline.plan import PackageFacts, PlanRoute, PromotionFacts, PromotionPlan, build_plan
+from cloudops.pipeline.plan import (
+    PackageFacts,
+    PlanRoute,
+    PromotionFacts,
+    PromotionPlan,
+    build_plan,
+    inert_text,
+)
 from cloudops.pipeline.records import PromotionRecord
 
 Command = Literal["plan", "update-db", "reset-db"]
@@ -53,6 +61,8 @@ UNPACKED = (f"{TOOL_DIR}/", "database/")
 """The only members unpacked: the tool and its change logs (the rest is not run here)."""
 LOCK_KEY = "cloudops/locks/database.lock"
 MAX_OUTPUT = 1024 * 1024
+MAX_CHANGE_SETS = 10_000
+_ToolText = Annotated[str, StringConstraints(max_length=512), AfterValidator(inert_text)]
 TOOL_SECONDS = 3600.0
 SETTING_KEYS = {
     "host": "EP_DB_HOSTNAME",
@@ -141,7 +151,7 @@ def database_settings(context: PipelineContext, account: str) -> DbSettings:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise InputError(f"{path}: EP_DB_PORT is not a port number", hint="EP_DB_PORT=3306")
     settings = DbSettings(
-        host=(values["EP_DB_HOSTNAME"] or "").strip().lower(),
+        host=_host_name(values["EP_DB_HOSTNAME"] or ""),
         port=int(port_text),
         name=values["EP_DB_NAME"] or "",
         user=values["EP_DB_USER"] or "",
@@ -161,15 +171,21 @@ def _check_host(context: PipelineContext, account: str, settings: DbSettings) ->
         folder = context.pipeline.config_dir / other / CONFIG_SUBDIR
         for env_path in sorted(folder.glob("*.env")) if folder.is_dir() else []:
             for key, value in read_env_file(env_path).values().items():
-                named = {h.lower() for h in hosts_in(key, value)}
+                named = hosts_in(key, value)
                 if key == "EP_DB_HOSTNAME" and value:
-                    named.add(value.strip().lower())
+                    named.add(_host_name(value))  # a local name too: two accounts on one host
                 if settings.host in named:
                     raise DatabaseRefused(
                         f"the database host {settings.host} of {account!r} is also named by the "
                         f"config of {other!r} ({env_path.name}, {key}): refusing to connect",
                         hint=f"each account has its own database: fix EP_DB_HOSTNAME in {settings.source}",
                     )
+
+
+def _host_name(value: str) -> str:
+    """A host as the config check compares hosts (hosts.py: lowercase, no trailing dot or
+    brackets), so "qa-db.internal." and "QA-DB.internal" are one host to the rule."""
+    return value.strip().strip("[]").rstrip(".").lower()
 
 
 def _endpoint(context: PipelineContext, account: str, settings: DbSettings) -> tuple[str, int]:
@@ -185,10 +201,11 @@ def _endpoint(context: PipelineContext, account: str, settings: DbSettings) -> t
 # -- the package --------------------------------------------------------------------------
 
 
-def _package(context: PipelineContext, account: str, version: str | None) -> StoredPackage:
-    """The version (default: the current one) in ``account``'s own bucket."""
-    store = store_for(context, account)
-    expected = None
+def _package(
+    store: PackageStore, account: str, version: str | None, expected: str | None = None
+) -> StoredPackage:
+    """The version (default: the current one) in ``account``'s own bucket; ``expected``: the
+    SHA-256 it must have (an approved reset plan's)."""
     if version is None:
         current = store.current()
         if current is None:
@@ -197,7 +214,7 @@ def _package(context: PipelineContext, account: str, version: str | None) -> Sto
                 hint=f"promote a release into {account!r} first, or name --version",
             )
         version, expected = current["version"], current["sha256"].removeprefix("sha256:")
-    stored = store.stored(version)
+    stored = store.stored(validate_version(version))  # the pointer is bucket text: a version, or refused
     if stored is None:
         raise InputError(
             f"package {version} is not in {account!r}'s bucket",
@@ -205,29 +222,21 @@ def _package(context: PipelineContext, account: str, version: str | None) -> Sto
         )
     if expected is not None and stored.sha256 != expected:
         raise DatabaseRefused(
-            f"package {version} in {account!r} is {stored.sha256[:16]}…, not the current "
-            f"pointer's {expected[:16]}…",
+            f"package {version} in {account!r} is {stored.sha256[:16]}…, not the "
+            f"{expected[:16]}… it should be",
             hint="promote the package again to repair the account",
         )
     return stored
 
 
-def _download(context: PipelineContext, account: str, stored: StoredPackage, path: Path) -> None:
+def _download(store: PackageStore, account: str, stored: StoredPackage, path: Path) -> None:
     """Stream the version to ``path`` hashing it; refused unless it is the bytes recorded."""
-    store = store_for(context, account)
-    hasher = hashlib.sha256()
-    reader = ResumingReader(store.client, store.bucket.name, stored.key)
-    try:
-        with path.open("wb") as out:
-            for block in iter(lambda: reader.read(READ_BLOCK * 8), b""):
-                hasher.update(block)
-                out.write(block)
-    finally:
-        reader.close()
-    if hasher.hexdigest() != stored.sha256:
+    with path.open("wb") as out:
+        sha256, size = store.read_back_sha256(stored.key, out)
+    if sha256 != stored.sha256 or size != stored.size:
         raise DatabaseRefused(
             f"package {stored.version} in {account!r}'s bucket does not match its SHA-256 "
-            f"({hasher.hexdigest()[:16]}…, recorded {stored.sha256[:16]}…): not run",
+            f"({sha256[:16]}…, recorded {stored.sha256[:16]}…): not run",
             hint=f"promote the package into {account!r} again",
         )
 
@@ -307,7 +316,7 @@ def reset_plan(context: PipelineContext, account: str, version: str | None = Non
     account_id = pipeline.account(account).account_id
     arn = require_account(context.session(account), purpose=f"plan a database reset in {account!r}")
     settings = database_settings(context, account)
-    stored = _package(context, account, version)
+    stored = _package(store_for(context, account), account, version)
     route = PlanRoute(
         release=f"db-reset {stored.version}",
         source=account,
@@ -354,11 +363,13 @@ def reset_database(
                 "`cloudops approve RESET.json`; then "
                 f"cloudops db reset --account {account} --plan RESET.json",
             )
-        version = _approved_reset_version(context, account, plan)
+        version, sha256 = _approved_reset(context, account, plan)
+        return _run(context, account, version, "reset-db", expected_sha256=sha256)
     return _run(context, account, version, "reset-db")
 
 
-def _approved_reset_version(context: PipelineContext, account: str, plan: PromotionPlan) -> str:
+def _approved_reset(context: PipelineContext, account: str, plan: PromotionPlan) -> tuple[str, str]:
+    """The version and SHA-256 an approved reset plan names (the reset runs those bytes)."""
     from cloudops.release_gates import require_approval
 
     if plan.route.purpose != "db-reset" or plan.route.destination != account or plan.package is None:
@@ -366,15 +377,11 @@ def _approved_reset_version(context: PipelineContext, account: str, plan: Promot
             f"that plan is not a database reset of {account!r}",
             hint=f"cloudops db reset --account {account} --out RESET.json",
         )
-    stored = store_for(context, account).stored(plan.package.version)
-    if stored is None or stored.sha256 != plan.package.source_sha256:
-        raise DatabaseRefused(
-            f"package {plan.package.version} in {account!r} is not the one the reset plan names",
-            hint=f"plan the reset again: cloudops db reset --account {account} --out RESET.json",
-        )
     arn = require_account(context.session(account), purpose=f"reset the database of {account!r}")
     require_approval(context, plan, arn)
-    return plan.package.version
+    if plan.package.source_sha256 is None:
+        raise InputError("the reset plan names no package SHA-256", hint="plan the reset again")
+    return plan.package.version, plan.package.source_sha256
 
 
 def _run(
@@ -384,6 +391,7 @@ def _run(
     command: Command,
     *,
     package_from: str | None = None,
+    expected_sha256: str | None = None,
 ) -> DbResult:
     session = context.session(account)
     arn = require_account(session, purpose=f"run the Data Population Tool in {account!r}")
@@ -393,27 +401,29 @@ def _run(
     if package_from is not None and package_from != account:
         require_account(context.session(package_from), purpose=f"read the package from {package_from!r}")
         holder = package_from
-    stored = _package(context, holder, version)
+    store = store_for(context, holder)
+    stored = _package(store, holder, version, expected_sha256)
     result = DbResult(account, command, stored.version, settings.describe())
     started = time.monotonic()
-    error: CloudopsError | None = None
+    error: BaseException | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="cloudops-db-") as temporary:
             folder = Path(temporary)
             package = folder / "package.zip"
-            _download(context, holder, stored, package)
+            _download(store, holder, stored, package)
             launcher = _unpack(package, folder / "package")
             config = folder / "config"
             config.mkdir(mode=0o700)
             _write_properties(config / "database.properties", host, port, settings)
-            with _lock(context, account, command):
+            bucket = store_for(context, account).bucket if holder != account else store.bucket
+            with _lock(bucket, account, command):
                 output = _tool(launcher, command, config, settings)
-        result.pending = list(output.get("pending") or [])
-        result.changed = list(output.get("changed") or [])
-        result.applied = [str(a) for a in output.get("applied") or []]
-        result.applied_count = int(output.get("applied_count") or 0)
+        result.pending = [c.model_dump(exclude_none=True) for c in output.pending]
+        result.changed = [c.model_dump(exclude_none=True) for c in output.changed]
+        result.applied = list(output.applied)
+        result.applied_count = output.applied_count
         return result
-    except CloudopsError as exc:
+    except BaseException as exc:  # recorded as failed whatever it was, then raised
         error = exc
         raise
     finally:
@@ -423,38 +433,72 @@ def _run(
 
 
 @contextlib.contextmanager
-def _lock(context: PipelineContext, account: str, command: Command) -> Iterator[None]:
+def _lock(bucket: AccountBucket, account: str, command: Command) -> Iterator[None]:
     if command == "plan":
         yield
         return
-    bucket = store_for(context, account).bucket
     with KeyLock(bucket.client, bucket.name, LOCK_KEY, what=f"the database of {account!r}"):
         yield
 
 
-def _tool(launcher: Path, command: Command, config: Path, settings: DbSettings) -> dict[str, Any]:
+class _ChangeSet(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: _ToolText
+    author: _ToolText
+    filename: _ToolText
+    applied_checksum: _ToolText | None = None
+
+
+class _ToolOutput(BaseModel):
+    """The tool's summary line: it comes from a program inside a package read from a
+    bucket, so it is validated and bounded like any record read back."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    pending: list[_ChangeSet] = Field(default=[], max_length=MAX_CHANGE_SETS)
+    changed: list[_ChangeSet] = Field(default=[], max_length=MAX_CHANGE_SETS)
+    applied: list[_ToolText] = Field(default=[], max_length=MAX_CHANGE_SETS)
+    applied_count: Annotated[int, Field(ge=0, le=10**9)] = 0
+
+
+def _tool(launcher: Path, command: Command, config: Path, settings: DbSettings) -> _ToolOutput:
     argv = [sys.executable, str(launcher), command, "--config-dir", str(config)]
     if command == "plan":
         argv.append("--json")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CLOUDOPS_", "COSIGN_"))}
-    try:
-        done = subprocess.run(argv, capture_output=True, timeout=TOOL_SECONDS, env=env, check=False)
-    except subprocess.TimeoutExpired:
-        raise DatabaseToolError(
-            f"the Data Population Tool ran over {TOOL_SECONDS:.0f} s", hint="look at the database"
-        ) from None
-    stdout, stderr = done.stdout[-MAX_OUTPUT:], done.stderr[-MAX_OUTPUT:]
+    # Output to files, read back bounded: the tool may print more than memory holds.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            code = subprocess.run(argv, stdout=out, stderr=err, timeout=TOOL_SECONDS, env=env, check=False)
+        except subprocess.TimeoutExpired:
+            raise DatabaseToolError(
+                f"the Data Population Tool ran over {TOOL_SECONDS:.0f} s", hint="look at the database"
+            ) from None
+        stdout, stderr = _tail(out), _tail(err)
     document = _last_json(stdout)
-    if done.returncode == 0 and document is not None:
-        return document
-    said = (document or {}).get("error") or _last_line(stderr) or f"exit {done.returncode}"
+    if code.returncode == 0 and document is not None:
+        try:
+            return _ToolOutput.model_validate(document)
+        except ValidationError:
+            raise DatabaseToolError(
+                f"the Data Population Tool ({command}) printed a summary that is not one",
+                hint="the package's tool is not the one cloudops runs; publish a package built with it",
+            ) from None
+    said = (document or {}).get("error") or _last_line(stderr) or f"exit {code.returncode}"
     said = str(said).replace(settings.password, "***") if settings.password else str(said)
     message = f"the Data Population Tool ({command}) failed: {said[:500]}"
-    if done.returncode == 3:
+    if code.returncode == 3:
         raise DatabaseRefused(message, hint="nothing was applied; see docs/database.md")
-    if done.returncode == 2:
+    if code.returncode == 2:
         raise InputError(message, hint="check the account's database settings and change logs")
     raise DatabaseToolError(message, hint="run again once the database is reachable; a rerun is safe")
+
+
+def _tail(handle: IO[bytes]) -> bytes:
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - MAX_OUTPUT))
+    return handle.read(MAX_OUTPUT)
 
 
 def _last_json(stdout: bytes) -> dict[str, Any] | None:
@@ -475,14 +519,14 @@ def _last_line(stderr: bytes) -> str:
 
 
 def _record(
-    context: PipelineContext, account: str, arn: str, result: DbResult, error: CloudopsError | None
+    context: PipelineContext, account: str, arn: str, result: DbResult, error: BaseException | None
 ) -> None:
     pipeline = context.pipeline
     account_id = pipeline.account(account).account_id
     if error is None:
         outcome = "reset" if result.command == "reset-db" else "updated"
     else:
-        outcome = "refused" if error.kind == "refused" else "failed"
+        outcome = "refused" if isinstance(error, CloudopsError) and error.kind == "refused" else "failed"
     applied = ", ".join(result.applied)
     reason = f"{len(result.applied)} change sets applied" + (f": {applied}" if applied else "")
     with contextlib.suppress(CloudopsError):
@@ -499,7 +543,13 @@ def _record(
                 seconds=result.seconds,
                 result=outcome,
                 reason=reason[:500],
-                error=str(error) if error else None,
+                error=_error_text(error),
             ),
         )
         result.recorded = True
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    return str(error) if isinstance(error, CloudopsError) else f"interrupted: {type(error).__name__}"

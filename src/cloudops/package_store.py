@@ -16,7 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import botocore.exceptions
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -149,7 +149,9 @@ class PackageStore:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise aws_error(exc, f"moving the current package pointer in {self.bucket.name}") from None
 
-    def read_back_sha256(self, key: str) -> tuple[str, int]:
+    def read_back_sha256(self, key: str, out: BinaryIO | None = None) -> tuple[str, int]:
+        """The object's SHA-256 and size, read streamed; with ``out``, the bytes are
+        written there as they pass (a download verified on the way)."""
         reader = ResumingReader(self.client, self.bucket.name, key)
         hasher = hashlib.sha256()
         size = 0
@@ -157,6 +159,8 @@ class PackageStore:
             for block in iter(lambda: reader.read(READ_BLOCK * 8), b""):
                 hasher.update(block)
                 size += len(block)
+                if out is not None:
+                    out.write(block)
         finally:
             reader.close()
         return hasher.hexdigest(), size

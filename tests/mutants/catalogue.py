@@ -952,7 +952,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "db-package-unverified",
         "the package's tool runs only when the package matches its SHA-256",
         (f"{DB_IT}::test_the_package_is_verified_before_its_tool_runs",),
-        (DB, "    if hasher.hexdigest() != stored.sha256:", "    if False:  # mutant"),
+        (DB, "    if sha256 != stored.sha256 or size != stored.size:", "    if False:  # mutant"),
     ),
     _m(
         "db-unlocked",

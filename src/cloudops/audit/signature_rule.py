@@ -121,7 +121,7 @@ def _name(image: _Image) -> str:
 
 
 def _unsigned(image: _Image, verdict: Verification, build: str) -> Finding:
-    state = "is not signed" if verdict.signatures == 0 else "has no signature that verifies"
+    state = "is not signed" if verdict.state == "unsigned" else "has no signature that verifies"
     return Finding(
         rule=RULE,
         severity="error",

@@ -28,6 +28,7 @@ def image_lines(results: list[ImagePromotion]) -> list[str]:
             )
         elif r.status == "already-promoted":
             lines.append(f"[green]=[/] {name} {route}: already promoted {digest} (nothing written)")
+        lines += [f"  [bold yellow]warning:[/] {safe_text(w)}" for w in r.warnings]
     return lines
 
 

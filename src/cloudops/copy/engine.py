@@ -155,6 +155,7 @@ class CopyEngine:
         self._pool = pool
         self._referrers = referrers
         self._lookup = ReferrerLookup()
+        """Made anew by each copy(): what it learnt (tag listings) holds for one batch."""
         self._concurrency = max(1, concurrency)
         self._progress: CopyProgress = progress or NullProgress()
         self._retry = retry or pool.settings.retry
@@ -169,6 +170,7 @@ class CopyEngine:
         once, while other images are still being looked at; blobs stay deduplicated
         across the whole batch (copy/plan.py's Planner)."""
         started = time.monotonic()
+        self._lookup = ReferrerLookup()  # tag listings of an earlier batch may be stale
         lookups = asyncio.Semaphore(self._concurrency * 2)
         slots = asyncio.Semaphore(self._concurrency)
         planner = Planner(allow_tag_move=allow_tag_move)
@@ -228,9 +230,7 @@ class CopyEngine:
         dst = self._pool.writer(request.destination.registry)
         src_repo, dst_repo = request.source.repository, request.destination.repository
 
-        async def limited(call: Awaitable[T]) -> T:
-            async with lookups:
-                return await call
+        limited = _bounded(lookups)
 
         async def source_digest() -> str:
             if request.source.digest:
@@ -312,9 +312,7 @@ class CopyEngine:
         dst = self._pool.writer(request.destination.registry)
         src_repo, dst_repo = request.source.repository, request.destination.repository
 
-        async def limited(call: Awaitable[T]) -> T:
-            async with lookups:
-                return await call
+        limited = _bounded(lookups)
 
         found = await self._lookup.find(src, src_repo, [m.digest for m in image.source.manifests], limited)
         source = replace(image.source, referrers=tuple(found.referrers), warnings=tuple(found.warnings))
@@ -517,14 +515,21 @@ class CopyEngine:
             )
 
     def _failed(self, request: CopyRequest, error: BaseException, started: float) -> ImageResult:
-        if isinstance(error, TagConflictError):
-            status: ResultStatus = "refused"
-        else:
-            status = "refused" if isinstance(error, RefusedError) else "failed"
+        status: ResultStatus = "refused" if isinstance(error, RefusedError) else "failed"
         wrapped = (
             error if isinstance(error, CloudopsError) else CloudopsError(f"{type(error).__name__}: {error}")
         )
         return ImageResult(request, status, seconds=time.monotonic() - started, error=wrapped)
+
+
+def _bounded(lookups: asyncio.Semaphore) -> Callable[[Awaitable[T]], Awaitable[T]]:
+    """Run a lookup under the batch's lookup semaphore."""
+
+    async def limited(call: Awaitable[T]) -> T:
+        async with lookups:
+            return await call
+
+    return limited
 
 
 class BlobVerifier:

@@ -83,7 +83,7 @@ class ReferrerLookup:
 
     def __init__(self) -> None:
         self._api: dict[str, bool] = {}
-        self._tags: dict[tuple[str, str], asyncio.Future[frozenset[str] | None]] = {}
+        self._tags: dict[tuple[str, str], asyncio.Task[frozenset[str] | None]] = {}
 
     async def _referrer_tags(
         self, reader: RegistryReader, repository: str, limit: Limit
@@ -93,17 +93,21 @@ class ReferrerLookup:
         listing then replaces four lookups per manifest. None: too many tags to list (or
         the listing failed): each tag is then looked up by itself."""
         key = (reader.host, repository)
-        future = self._tags.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._tags[key] = future
-            try:
-                tags = await limit(reader.list_tags(repository, limit=MAX_TAG_SCAN))
-                found = None if len(tags) > MAX_TAG_SCAN else frozenset(t for t in tags if is_referrer_tag(t))
-            except RegistryError:
-                found = None
-            future.set_result(found)
-        return await future
+        task = self._tags.get(key)
+        if task is None:
+
+            async def listing() -> frozenset[str] | None:
+                try:
+                    tags = await limit(reader.list_tags(repository, limit=MAX_TAG_SCAN))
+                except RegistryError:
+                    return None
+                return None if len(tags) > MAX_TAG_SCAN else frozenset(t for t in tags if is_referrer_tag(t))
+
+            # A task, not a bare future: it always ends (a refusal or a cancellation is
+            # raised to every image waiting on it, never left pending).
+            task = asyncio.ensure_future(listing())
+            self._tags[key] = task
+        return await asyncio.shield(task)
 
     async def find(
         self,
@@ -163,7 +167,13 @@ class ReferrerLookup:
         )
         descriptors, via = listing
         found = Found()
-        wanted = [d for d in dict.fromkeys(descriptors) if d.digest != subject]
+        wanted = list({d.digest: d for d in descriptors if d.digest != subject}.values())
+        if len(wanted) > MAX_REFERRERS:  # before fetching any: the registry sets the count
+            raise ManifestError(
+                f"{reader.host}/{repository} lists {len(wanted)} referrers of {subject[:19]}, "
+                f"more than {MAX_REFERRERS}",
+                hint="prune old signatures and attestations, or run with --no-referrers",
+            )
         fetched = await asyncio.gather(
             *(limit(reader.find_manifest(repository, d.digest)) for d in wanted), return_exceptions=True
         )

@@ -63,6 +63,8 @@ class ImagePromotion:
     recorded: bool = field(default=False)
     referrers: list[dict[str, object]] = field(default_factory=list)
     """Signatures, SBOMs, attestations carried with the image (copy engine's report)."""
+    warnings: list[str] = field(default_factory=list)
+    """Referrers a registry listed that were not carried, and why."""
 
     @property
     def ok(self) -> bool:
@@ -84,6 +86,7 @@ class ImagePromotion:
             "error": str(self.error) if self.error else None,
             "recorded": self.recorded,
             "referrers": self.referrers,
+            "warnings": self.warnings,
         }
 
 
@@ -216,6 +219,7 @@ async def _promote(
             result.bytes_uploaded = copied.bytes_uploaded
             result.blobs_uploaded = copied.blobs_uploaded
             result.referrers = copied.referrers
+            result.warnings = copied.warnings
             if copied.status == "copied":
                 result.status = "promoted"
             elif copied.status == "up-to-date" and result.action == "already there":

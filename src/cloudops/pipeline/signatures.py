@@ -31,7 +31,6 @@ def trusted_keys(pipeline: Pipeline) -> list[PublicKey]:
 
 @dataclass
 class SignatureGate:
-    stage: str
     keys: list[PublicKey]
     _lookup: ReferrerLookup = field(default_factory=ReferrerLookup)
 
@@ -40,7 +39,7 @@ class SignatureGate:
         """The gate of ``stage``, or None when it accepts unsigned images."""
         if not pipeline.requires_signature(stage):
             return None
-        return cls(stage, trusted_keys(pipeline))
+        return cls(trusted_keys(pipeline))
 
     async def check(self, reader: RegistryReader, repository: str, digest: str) -> Verification:
         return await verify_image(reader, repository, digest, self.keys, lookup=self._lookup)

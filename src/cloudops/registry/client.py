@@ -8,7 +8,6 @@ handed out only for a copy's destination, so a source can never be written by mi
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from cloudops.oci import (
     Manifest,
     ManifestError,
     parse_manifest,
+    sha256_digest,
 )
 from cloudops.registry.errors import DigestMismatchError, RegistryError
 from cloudops.registry.http import READ_CHUNK, HttpResponse
@@ -326,7 +326,7 @@ class RegistryWriter(RegistryReader):
         answered ``OCI-Subject: <subject>``: it indexes referrers itself (the API). False
         means the client must add it to the referrers tag schema's index (the spec's rule
         for "Pushing Manifests with Subject")."""
-        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        digest = sha256_digest(raw)
         _, response = await self._put_manifest(repository, digest, raw, media_type)
         return response.headers.get("oci-subject") == subject
 
@@ -343,7 +343,7 @@ class RegistryWriter(RegistryReader):
             body=raw,
             expect=(201, 200),
         )
-        expected = "sha256:" + hashlib.sha256(raw).hexdigest()
+        expected = sha256_digest(raw)
         stored = response.headers.get("docker-content-digest") or expected
         if stored != expected:
             raise DigestMismatchError(

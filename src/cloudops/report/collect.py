@@ -57,7 +57,6 @@ from cloudops.report.model import (
     Observation,
     RowKind,
     Signature,
-    SignatureState,
     StatusMatrix,
 )
 from cloudops.signing.keys import PublicKey
@@ -296,8 +295,7 @@ def _signatures(
 def _signature(checked: Verification | CloudopsError) -> Signature:
     if isinstance(checked, CloudopsError):
         return Signature("unchecked", str(checked))
-    state: SignatureState = "signed" if checked.ok else "unsigned" if checked.signatures == 0 else "invalid"
-    return Signature(state, checked.reason, checked.key.name if checked.key else None)
+    return Signature(checked.state, checked.reason, checked.key.name if checked.key else None)
 
 
 def _packages(reader: _Reader) -> Holding:

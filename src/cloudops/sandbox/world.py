@@ -515,8 +515,10 @@ def enable_signatures(state: SandboxState) -> tuple[Path, bytes]:
         password = secrets.token_urlsafe(24).encode()
         private_pem, public_pem = generate_key_pair(password)
         for path, data in ((secret, password), (private, private_pem), (public, public_pem)):
-            path.touch(mode=0o600)
-            path.write_bytes(data)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # a file left by an earlier, broken run keeps no looser mode
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
     text = state.pipeline.read_text()
     if "\nverify:" not in text:
         state.pipeline.write_text(

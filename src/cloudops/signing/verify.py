@@ -5,12 +5,12 @@ blob (bounded), and verify it against the trusted keys."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from cloudops.copy.referrers import ReferrerLookup
-from cloudops.oci import ImageManifest
+from cloudops.oci import ImageManifest, sha256_digest
 from cloudops.registry.client import RegistryReader
 from cloudops.signing.keys import PublicKey
 from cloudops.signing.simple_signing import MAX_PAYLOAD_BYTES, check_signature, signature_layers
@@ -30,7 +30,7 @@ class Verification:
     """How many signatures were looked at."""
 
     @property
-    def state(self) -> str:
+    def state(self) -> Literal["signed", "unsigned", "invalid"]:
         """signed / unsigned / invalid: what status shows per cell."""
         if self.ok:
             return "signed"
@@ -90,6 +90,6 @@ async def _payload(reader: RegistryReader, repository: str, digest: str, size: i
             data += chunk
             if len(data) > size:
                 return None
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+    if sha256_digest(bytes(data)) != digest:
         return None
     return bytes(data)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from cloudops.cli import exit_codes
-from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, stderr
+from cloudops.cli.output import emit_json, handles_errors, human_bytes, report_error, safe_text, stderr
 from cloudops.cli.progress import CopyProgressDisplay
 from cloudops.cli.registry_flags import (
     authfile_option,
@@ -141,6 +141,9 @@ def copy(
     if as_json:
         emit_json(report.as_dict())
     failed = [r for r in report.results if not r.ok]
+    for result in report.results:
+        for warning in result.warnings:  # a referrer not carried, and why (registry text)
+            stderr.print(f"[bold yellow]warning:[/] {safe_text(warning)}")
     for result in failed:
         if result.error is not None:
             prefix = f"{result.request.source}: " if len(report.results) > 1 else ""

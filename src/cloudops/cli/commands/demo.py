@@ -252,7 +252,7 @@ def _update_database(context: PipelineContext, account: str) -> None:
     done = update_database(context, account)
     applied = len(done.applied)
     stderr.print(
-        f"  {account:8} database {safe_text(done.database)}: package {done.version}, "
+        f"  {account:8} database {safe_text(done.database)}: package {safe_text(done.version)}, "
         f"{applied} change set{'' if applied == 1 else 's'} applied ({done.seconds:.1f}s)"
         + (f": {', '.join(safe_text(a) for a in done.applied)}" if applied else ", already up to date")
     )
