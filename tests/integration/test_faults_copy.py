@@ -99,6 +99,19 @@ FAULTS = {
     "stall-blob-get": ("src", Rule("stall", path="/blobs/sha256", method="GET", seconds=2.0, times=1)),
     "stall-upload-post": ("dst", Rule("stall", path="/blobs/uploads/$", method="POST", seconds=1.0, times=1)),
     "403-token-expired-once": ("src", Rule("expired", path="/manifests/sha256", method="GET", times=1)),
+    # distribution's answer while another writer re-pushes a blob the manifest names (it
+    # rewrites the blob's link file in place): seen with two promotions of one image at once.
+    "400-manifest-blob-unknown-on-push": (
+        "dst",
+        Rule(
+            "body",
+            path="/manifests/",
+            method="PUT",
+            status=400,
+            body=b'{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}',
+            times=1,
+        ),
+    ),
 }
 
 

@@ -17,6 +17,7 @@ from cloudops.registry.auth import (
 )
 from cloudops.registry.errors import (
     AuthenticationError,
+    ManifestBlobUnknownError,
     NotFoundError,
     ServerError,
     TokenExpiredError,
@@ -104,6 +105,22 @@ def test_error_bodies_keep_registry_codes() -> None:
     assert isinstance(expired, TokenExpiredError)
     assert isinstance(error_for_status(401, b"", what="x", host="r.io"), AuthenticationError)
     assert error_for_status(429, b"", what="x", host="r.io", retry_after="2").retry_after == 2.0
+
+
+def test_a_manifest_push_that_names_a_blob_the_registry_does_not_hold_is_retried_then_failed() -> None:
+    """distribution answers 400 MANIFEST_BLOB_UNKNOWN while another writer re-pushes a blob
+    the manifest names: worth a retry, and when retries run out a failure (exit 1), not
+    bad input (exit 2)."""
+    body = json.dumps(
+        {"errors": [{"code": "DIGEST_INVALID"}, {"code": "MANIFEST_BLOB_UNKNOWN", "message": "blob unknown"}]}
+    ).encode()
+    error = error_for_status(400, body, what="push of manifest x:1", host="r.io")
+    assert isinstance(error, ManifestBlobUnknownError) and error.retryable and error.kind == "failed"
+    assert RetryPolicy().should_retry(error)
+    other = error_for_status(
+        400, json.dumps({"errors": [{"code": "MANIFEST_INVALID"}]}).encode(), what="x", host="r.io"
+    )
+    assert not other.retryable and other.kind == "input"
 
 
 def test_challenges_parse() -> None:

@@ -11,6 +11,7 @@ say whether retrying can help.
      ├── NotFoundError                  404 NAME_UNKNOWN / MANIFEST_UNKNOWN / BLOB_UNKNOWN
      ├── TooManyRequestsError           429 TOOMANYREQUESTS          [retryable]
      ├── ServerError                    5xx                          [retryable]
+     ├── ManifestBlobUnknownError       400 MANIFEST_BLOB_UNKNOWN on a push  [retryable]
      └── DigestMismatchError            bytes that do not hash to their digest
 
     CredentialTargetRefused             (an InputError, deliberately NOT a RegistryError)
@@ -86,6 +87,17 @@ class TooManyRequestsError(RegistryError):
 
 
 class ServerError(RegistryError):
+    retryable = True
+
+
+class ManifestBlobUnknownError(RegistryError):
+    """A manifest push answered 400 MANIFEST_BLOB_UNKNOWN although the copy put every
+    blob first. distribution rewrites a blob's link file in place (truncate, then write)
+    each time a blob is pushed again, so while another writer pushes the same blob a
+    manifest push can find the link empty (two promotions of one image at once showed it).
+    Retried with the one policy; after that it is a failure of the registry (exit 1), not
+    the user's input."""
+
     retryable = True
 
 
@@ -204,6 +216,13 @@ def error_for_status(
             status=status,
             codes=codes,
             retry_after=parse_retry_after(retry_after),
+        )
+    if status == 400 and any(c.code == "MANIFEST_BLOB_UNKNOWN" for c in codes):
+        return ManifestBlobUnknownError(
+            f"{host} refused {what}: it does not hold a blob the manifest names{suffix}",
+            hint="another writer may be pushing the same blobs; run again (a re-run is safe)",
+            status=status,
+            codes=codes,
         )
     return RegistryError(
         f"{host} refused {what} with HTTP {status}{suffix}",
