@@ -199,6 +199,42 @@ def test_no_tag_is_written_before_every_referrer_is_in(
     assert dest.manifest_digest(REPO, refs["sbom_sig"].digest) == refs["sbom_sig"].digest
 
 
+def test_referrers_go_in_before_their_subject_and_after_it_where_the_registry_wants_that(
+    registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]]
+) -> None:
+    """The spec lets a referrer go in before its subject, so cloudops pushes referrers while
+    the image's blobs still move. A registry that refuses that (GitLab's did, with 400
+    MANIFEST_BLOB_UNKNOWN: gitlab-org/container-registry#2375) gets them again after the
+    subject, pushed by digest: the copy completes, the tag last."""
+    image, refs = signed
+    refused = b'{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}'
+    with fault_proxy(registry2.url) as proxy:
+        rule = proxy.add(
+            Rule("body", path=f"/manifests/{refs['sig'].digest}", method="PUT", status=400, body=refused)
+        )
+        report = copy_images(
+            [(f"{registry.host}/{REPO}:1.0", f"{proxy.host}/{REPO}:1.0")], [registry.host, proxy.host]
+        )
+        log = [(e.method, e.path, e.status) for e in proxy.log]
+    assert report.ok, report.as_dict()
+    assert rule.hits == 1
+    puts = [
+        path.split("/manifests/")[1]
+        for method, path, status in log
+        if method == "PUT" and status == 201 and "/manifests/" in path
+    ]
+    # Tried once before the image was in, then again after the image by digest, the tag last.
+    assert puts.index(image.digest) < puts.index(refs["sig"].digest) < puts.index("1.0") == len(puts) - 1
+    early = [p for method, p, _ in log if method == "PUT" and "/manifests/" in p]
+    assert early.index(f"/v2/{REPO}/manifests/{refs['sbom'].digest}") < early.index(
+        f"/v2/{REPO}/manifests/{image.digest}"
+    )
+    dest = Pusher(registry2.url)
+    assert dest.manifest_digest(REPO, "1.0") == image.digest
+    assert fallback_digests(dest, REPO, image.digest) == {refs["sbom"].digest, refs["sig"].digest}
+    assert dest.manifest_digest(REPO, refs["sbom_sig"].digest) == refs["sbom_sig"].digest
+
+
 def test_a_copy_killed_among_its_referrers_leaves_no_tag_and_a_rerun_completes(
     registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]]
 ) -> None:

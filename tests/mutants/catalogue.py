@@ -862,16 +862,29 @@ MUTANTS: tuple[Mutant, ...] = (
         "a tag is never written before every referrer of its image is in",
         (f"{REFERRERS_IT}::test_no_tag_is_written_before_every_referrer_is_in",),
         (
+            # The early referrer pushes are no longer awaited before the tag.
             ENGINE,
-            "            result.manifests_pushed += await self._push_referrers(dst, plan)\n"
-            "            last = plan.pushes[-1]\n",
-            "            last = plan.pushes[-1]\n",
+            "            pushed = await early if early is not None else 0\n"
+            "            if pushed is None:\n"
+            "                pushed = await self._push_referrers_after_subject(dst, plan)\n"
+            "            result.manifests_pushed += pushed\n",
+            "            pass  # mutant\n",
+        ),
+    ),
+    _m(
+        "early-referrer-refusal-dropped",
+        "a referrer the registry refused before its subject goes in after it, before the tag",
+        (
+            f"{REFERRERS_IT}::test_referrers_go_in_before_their_subject_and_after_it_where_the_registry_wants_that",
         ),
         (
             ENGINE,
-            "last.raw, last.media_type)\n                result.manifests_pushed += 1\n",
-            "last.raw, last.media_type)\n                result.manifests_pushed += 1\n"
-            "                result.manifests_pushed += await self._push_referrers(dst, plan)  # mutant\n",
+            "            return await self._push_referrers(dst, plan, retry=NO_RETRY)\n"
+            "        except RegistryError:\n"
+            "            return None\n",
+            "            return await self._push_referrers(dst, plan, retry=NO_RETRY)\n"
+            "        except RegistryError:\n"
+            "            return len(plan.referrer_pushes)  # mutant\n",
         ),
     ),
     _m(

@@ -39,7 +39,7 @@ from cloudops.oci import ImageManifest, parse_manifest
 from cloudops.referrers import index_entry, subjects_of
 from cloudops.registry.client import ManifestHead, RegistryReader, RegistryWriter
 from cloudops.registry.errors import DigestMismatchError, NotFoundError, RegistryError
-from cloudops.registry.retry import RetryPolicy
+from cloudops.registry.retry import NO_RETRY, RetryPolicy
 from cloudops.registry.session import RegistrySession
 
 T = TypeVar("T")
@@ -173,10 +173,14 @@ class CopyEngine:
         self._lookup = ReferrerLookup()  # tag listings of an earlier batch may be stale
         lookups = asyncio.Semaphore(self._concurrency * 2)
         slots = asyncio.Semaphore(self._concurrency)
+        # Referrers' blobs (small: signatures, SBOMs) have slots of their own: queued behind
+        # the images' layers they would hold back the referrer pushes, and the tags wait
+        # for those.
+        referrer_slots = asyncio.Semaphore(max(1, self._concurrency // 4))
         planner = Planner(allow_tag_move=allow_tag_move)
         tasks: dict[BlobKey, asyncio.Task[_BlobStats]] = {}
 
-        def start(part: CopyPlan) -> None:
+        def start(part: CopyPlan, slots: asyncio.Semaphore = slots) -> None:
             for transfer in part.transfers:
                 dependency = tasks.get(transfer.after) if transfer.after else None
                 tasks[transfer.key] = asyncio.ensure_future(self._transfer(transfer, dependency, slots))
@@ -184,7 +188,7 @@ class CopyEngine:
 
         async def one(request: CopyRequest) -> ImageResult:
             try:
-                image = await self._resolve(request, lookups, allow_tag_move)
+                image = await self._resolve(request, lookups, allow_tag_move, planner)
                 part = planner.add(image)  # no await between planning and starting: one planner
             except Exception as error:
                 failed = self._failed(request, error, started)
@@ -195,11 +199,11 @@ class CopyEngine:
             if self._referrers and image.source is not None and plan.status is not ImageStatus.TAG_CONFLICT:
                 # The image's blobs move while its referrers are looked for.
                 try:
-                    source, state = await self._resolve_referrers(image, lookups)
+                    source, state = await self._resolve_referrers(image, lookups, planner)
                     more = planner.add_referrers(plan, source, state)
                 except Exception as error:
                     return await self._finish_image(plan, tasks, started, failure=error)
-                start(CopyPlan(more.images, more.transfers))
+                start(CopyPlan(more.images, more.transfers), referrer_slots)
                 plan = more.images[0]
             return await self._finish_image(plan, tasks, started)
 
@@ -224,13 +228,16 @@ class CopyEngine:
     # -- resolve -----------------------------------------------------------------------
 
     async def _resolve(
-        self, request: CopyRequest, lookups: asyncio.Semaphore, allow_tag_move: bool
+        self, request: CopyRequest, lookups: asyncio.Semaphore, allow_tag_move: bool, planner: Planner
     ) -> ImageInput:
         src = self._pool.reader(request.source.registry)
         dst = self._pool.writer(request.destination.registry)
         src_repo, dst_repo = request.source.repository, request.destination.repository
 
         limited = _bounded(lookups)
+
+        def moving(digest: str) -> bool:
+            return planner.moving(request.destination.registry, digest)
 
         async def source_digest() -> str:
             if request.source.digest:
@@ -277,7 +284,9 @@ class CopyEngine:
             *(limited(dst.head_manifest(dst_repo, m.digest)) for m in source.manifests)
         )
         present_manifests = {m.digest for m, h in zip(source.manifests, heads, strict=True) if h is not None}
-        blobs = await self._present_blobs(dst, dst_repo, source.image_manifests, present_manifests, limited)
+        blobs = await self._present_blobs(
+            dst, dst_repo, source.image_manifests, present_manifests, limited, moving
+        )
         return ImageInput(
             request,
             digest,
@@ -292,17 +301,25 @@ class CopyEngine:
         manifests: Sequence[ImageManifest],
         present_manifests: set[str] | frozenset[str],
         limited: Callable[[Awaitable[Any]], Awaitable[Any]],
+        moving: Callable[[str], bool],
     ) -> frozenset[str]:
         """The blobs of ``manifests`` the destination holds (a present manifest's blobs are
-        not asked about: the registry checked them when it was pushed)."""
+        not asked about: the registry checked them when it was pushed; nor is a blob an
+        earlier image of the batch moves into that registry: it is mounted from there)."""
         digests = list(
-            dict.fromkeys(b.digest for m in manifests if m.digest not in present_manifests for b in m.blobs)
+            dict.fromkeys(
+                b.digest
+                for m in manifests
+                if m.digest not in present_manifests
+                for b in m.blobs
+                if not moving(b.digest)
+            )
         )
         sizes = await asyncio.gather(*(limited(dst.blob_size(repository, d)) for d in digests))
         return frozenset(d for d, size in zip(digests, sizes, strict=True) if size is not None)
 
     async def _resolve_referrers(
-        self, image: ImageInput, lookups: asyncio.Semaphore
+        self, image: ImageInput, lookups: asyncio.Semaphore, planner: Planner
     ) -> tuple[SourceImage, DestinationState]:
         """What refers to the image at the source, and what the destination has of it.
         Runs while the image's own blobs already move."""
@@ -314,21 +331,41 @@ class CopyEngine:
 
         limited = _bounded(lookups)
 
+        def moving(digest: str) -> bool:
+            return planner.moving(request.destination.registry, digest)
+
         found = await self._lookup.find(src, src_repo, [m.digest for m in image.source.manifests], limited)
         source = replace(image.source, referrers=tuple(found.referrers), warnings=tuple(found.warnings))
         state = image.destination
-        theirs = [m for r in source.referrers for m in r.manifests]
         tags = [r.tag for r in source.referrers if r.tag is not None]
-        heads, tag_heads, listed = await asyncio.gather(
-            asyncio.gather(*(limited(dst.head_manifest(dst_repo, m.digest)) for m in theirs)),
+
+        async def listed_at_destination() -> frozenset[str]:
+            if state.tag_digest is None:
+                # The tag is not there: every referrer is pushed (a push of what the
+                # registry has is harmless, and the fallback index is merged, never
+                # replaced), so what the destination lists is not worth asking.
+                return frozenset()
+            return await self._lookup.listed(dst, dst_repo, subjects_of(source.referrers), limited)
+
+        tag_heads, listed = await asyncio.gather(
             asyncio.gather(*(limited(dst.head_manifest(dst_repo, t)) for t in tags)),
-            self._lookup.listed(dst, dst_repo, subjects_of(source.referrers), limited),
+            listed_at_destination(),
+        )
+        # Only what the destination lists may be there already (and is asked about): an
+        # unlisted referrer is pushed whatever it holds, and a push of a manifest the
+        # registry has is harmless.
+        listed_manifests = [m for r in source.referrers if r.digest in listed for m in r.manifests]
+        heads = await asyncio.gather(
+            *(limited(dst.head_manifest(dst_repo, m.digest)) for m in listed_manifests)
         )
         present_manifests = state.present_manifests | {
-            m.digest for m, h in zip(theirs, heads, strict=True) if h is not None
+            m.digest for m, h in zip(listed_manifests, heads, strict=True) if h is not None
         }
+        theirs = [m for r in source.referrers for m in r.manifests]
         referrer_manifests = [m for m in theirs if isinstance(m, ImageManifest)]
-        blobs = await self._present_blobs(dst, dst_repo, referrer_manifests, present_manifests, limited)
+        blobs = await self._present_blobs(
+            dst, dst_repo, referrer_manifests, present_manifests, limited, moving
+        )
         return source, replace(
             state,
             present_manifests=present_manifests,
@@ -396,9 +433,16 @@ class CopyEngine:
             {**r.as_dict(), "status": "present" if r.digest in plan.referrers_present else "copied"}
             for r in plan.referrers
         ]
+        dst = self._pool.writer(request.destination.registry)
+        early: asyncio.Task[int | None] | None = None
         try:
             if failure is not None:
                 raise failure
+            if plan.referrer_pushes and plan.status is ImageStatus.COPY:
+                # A referrer may go in before its subject (distribution-spec, "Pushing
+                # Manifests"): pushed while the image's own blobs still move, they cost the
+                # copy nothing at its end.
+                early = asyncio.ensure_future(self._push_referrers_early(dst, plan, tasks))
             if plan.status is ImageStatus.TAG_CONFLICT:
                 raise TagConflictError(
                     f"{request.destination} already points at {plan.current_digest}, not {plan.digest}",
@@ -420,7 +464,6 @@ class CopyEngine:
                 else:
                     result.blobs_uploaded += 1
                     result.bytes_uploaded += stats.nbytes
-            dst = self._pool.writer(request.destination.registry)
             if plan.status is ImageStatus.UP_TO_DATE:
                 # The tag is there already: only referrers made since the last copy move.
                 result.manifests_pushed += await self._push_referrers(dst, plan)
@@ -430,7 +473,10 @@ class CopyEngine:
                 result.manifests_pushed += 1
             # Referrers before the tag: a tag never names an image whose signatures are
             # not all in.
-            result.manifests_pushed += await self._push_referrers(dst, plan)
+            pushed = await early if early is not None else 0
+            if pushed is None:
+                pushed = await self._push_referrers_after_subject(dst, plan)
+            result.manifests_pushed += pushed
             last = plan.pushes[-1]
             try:
                 await dst.put_manifest(last.repository, last.reference, last.raw, last.media_type)
@@ -453,18 +499,50 @@ class CopyEngine:
             result = failed  # what progress hears below: never the "up-to-date" it started as
             return failed
         finally:
+            if early is not None and not early.done():
+                early.cancel()
+                await asyncio.gather(early, return_exceptions=True)
             result.seconds = time.monotonic() - started
             self._progress.image_finished(result)
 
-    async def _push_referrers(self, dst: RegistryWriter, plan: ImagePlan) -> int:
+    async def _push_referrers_early(
+        self, dst: RegistryWriter, plan: ImagePlan, tasks: dict[BlobKey, asyncio.Task[_BlobStats]]
+    ) -> int | None:
+        """Push the plan's referrers as soon as their own blobs are in, each push tried
+        once. None: not done (a blob failed, which the image's own wait reports, or a push
+        failed: some registries refuse a referrer whose subject is not there yet, against
+        the spec), so they go in again after the subject, with retries."""
+        outcomes = await asyncio.gather(
+            *(asyncio.shield(tasks[k]) for k in plan.referrer_blobs), return_exceptions=True
+        )
+        if any(isinstance(outcome, BaseException) for outcome in outcomes):
+            return None
+        try:
+            return await self._push_referrers(dst, plan, retry=NO_RETRY)
+        except RegistryError:
+            return None
+
+    async def _push_referrers_after_subject(self, dst: RegistryWriter, plan: ImagePlan) -> int:
+        """The referrers again, in the order every registry takes: the image's root
+        manifest by digest first (its tag waits for the referrers), then what refers to it."""
+        root = plan.pushes[-1]
+        pushed = 0
+        if root.reference != root.digest:
+            await dst.put_manifest(root.repository, root.digest, root.raw, root.media_type)
+            pushed = 1
+        return pushed + await self._push_referrers(dst, plan)
+
+    async def _push_referrers(
+        self, dst: RegistryWriter, plan: ImagePlan, *, retry: RetryPolicy | None = None
+    ) -> int:
         """Push the plan's referrers: the manifests below them first, then the referrers
         themselves (each step's pushes at once: they do not depend on each other); those
         the registry does not index itself (no OCI-Subject in its answer) are then added
         to their subjects' fallback tags."""
         below = [p for p in plan.referrer_pushes if p.subject is None and ":" in p.reference]
         tops = [p for p in plan.referrer_pushes if p not in below]
-        await asyncio.gather(*(self._push_one(dst, p) for p in below))
-        confirmed = await asyncio.gather(*(self._push_one(dst, p) for p in tops))
+        await asyncio.gather(*(self._push_one(dst, p, retry) for p in below))
+        confirmed = await asyncio.gather(*(self._push_one(dst, p, retry) for p in tops))
         unindexed: dict[str, list[dict[str, object]]] = {}
         for push, indexed in zip(tops, confirmed, strict=True):
             if push.subject is not None and not indexed:
@@ -476,13 +554,15 @@ class CopyEngine:
         )
         return len(plan.referrer_pushes)
 
-    async def _push_one(self, dst: RegistryWriter, push: ManifestPush) -> bool:
+    async def _push_one(self, dst: RegistryWriter, push: ManifestPush, retry: RetryPolicy | None) -> bool:
         """One referrer push; True when the registry indexed it as a referrer (or it has
         no subject: nothing to index)."""
         if push.subject is not None:
-            return await dst.put_referrer(push.repository, push.raw, push.media_type, push.subject)
+            return await dst.put_referrer(
+                push.repository, push.raw, push.media_type, push.subject, retry=retry
+            )
         try:
-            await dst.put_manifest(push.repository, push.reference, push.raw, push.media_type)
+            await dst.put_manifest(push.repository, push.reference, push.raw, push.media_type, retry=retry)
         except RegistryError as error:
             if ":" not in push.reference:  # a cosign tag (everything else is by digest)
                 raise RegistryError(

@@ -135,7 +135,10 @@ class ImagePlan:
     pushes: tuple[ManifestPush, ...] = ()
     """The image's manifests, the tag (or the root by digest) last."""
     referrer_pushes: tuple[ManifestPush, ...] = ()
-    """Pushed after every push but the last of ``pushes``: before the tag."""
+    """Pushed as soon as their own blobs are in (the spec lets a referrer go in before its
+    subject), and in any case before the last of ``pushes``: before the tag."""
+    referrer_blobs: tuple[BlobKey, ...] = ()
+    """The blobs ``referrer_pushes`` need: all they wait for."""
     referrers: tuple[Referrer, ...] = ()
     referrers_present: tuple[str, ...] = ()
     """Digests of referrers the destination already had (listed, or under their tag)."""
@@ -188,6 +191,12 @@ class Planner:
         self._allow_tag_move = allow_tag_move
         self._transfers: dict[BlobKey, BlobTransfer] = {}
         self._first_in_registry: dict[tuple[str, str], BlobKey] = {}
+
+    def moving(self, registry: str, digest: str) -> bool:
+        """Whether an image planned earlier moves this blob into ``registry``: another
+        repository there then mounts it, and asking whether it holds it is not worth a
+        request (a mount of a blob it holds succeeds too)."""
+        return (registry, digest) in self._first_in_registry
 
     def add(self, image: ImageInput) -> CopyPlan:
         """The image's plan, and the transfers it needs that no earlier image started;
@@ -258,18 +267,12 @@ class Planner:
             return CopyPlan((found,), ())
         manifests = [m for r in source.referrers for m in r.manifests if m.digest in carried]
         needed, new, present = self._blobs(request, manifests, state)
-        pushes = plan.pushes
-        root = source.root
-        if pushes and dst.tag and root.digest not in state.present_manifests:
-            # The subject goes in before what refers to it, the tag after both.
-            by_digest = ManifestPush(dst.repository, root.digest, root.digest, root.media_type, root.raw)
-            pushes = (*pushes[:-1], by_digest, pushes[-1])
         found = replace(
             found,
             blobs=tuple(dict.fromkeys((*plan.blobs, *needed))),
             blobs_present=plan.blobs_present + present,
-            pushes=pushes,
             referrer_pushes=tuple(referrer_pushes),
+            referrer_blobs=tuple(needed),
         )
         return CopyPlan((found,), tuple(sorted(new, key=lambda t: -t.size)))
 

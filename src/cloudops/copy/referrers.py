@@ -30,7 +30,7 @@ from cloudops.referrers import (
     merged_fallback_index,
 )
 from cloudops.registry.client import RegistryReader, RegistryWriter
-from cloudops.registry.errors import RegistryError
+from cloudops.registry.errors import NotFoundError, RegistryError
 
 T = TypeVar("T")
 Limit = Callable[[Awaitable[Any]], Awaitable[Any]]
@@ -83,6 +83,7 @@ class ReferrerLookup:
 
     def __init__(self) -> None:
         self._api: dict[str, bool] = {}
+        self._probes: dict[str, asyncio.Lock] = {}
         self._tags: dict[tuple[str, str], asyncio.Task[frozenset[str] | None]] = {}
 
     async def _referrer_tags(
@@ -99,6 +100,9 @@ class ReferrerLookup:
             async def listing() -> frozenset[str] | None:
                 try:
                     tags = await limit(reader.list_tags(repository, limit=MAX_TAG_SCAN))
+                except NotFoundError as error:
+                    # NAME_UNKNOWN: no repository, so no tags (a destination not written yet).
+                    return frozenset() if error.has_code("NAME_UNKNOWN") else None
                 except RegistryError:
                     return None
                 return None if len(tags) > MAX_TAG_SCAN else frozenset(t for t in tags if is_referrer_tag(t))
@@ -208,12 +212,25 @@ class ReferrerLookup:
     async def _listing(
         self, reader: RegistryReader, repository: str, subject: str, limit: Limit
     ) -> tuple[tuple[Descriptor, ...], ReferrerSource]:
-        if self._api.get(reader.host, True):
+        index: ImageIndex | None = None
+        if reader.host not in self._api:
+            # The first lookup on a host finds out whether it serves the API; the others
+            # wait for that answer instead of each asking a registry that has none.
+            async with self._probes.setdefault(reader.host, asyncio.Lock()):
+                if reader.host not in self._api:
+                    index = await limit(reader.referrers(repository, subject))
+                    self._api[reader.host] = index is not None
+        if index is None and self._api[reader.host]:
             index = await limit(reader.referrers(repository, subject))
-            if index is not None:
-                self._api[reader.host] = True
-                return index.manifests, "api"
-            self._api[reader.host] = False
+            if index is None:
+                self._api[reader.host] = False
+        if index is not None:
+            return index.manifests, "api"
+        return await self._fallback(reader, repository, subject, limit)
+
+    async def _fallback(
+        self, reader: RegistryReader, repository: str, subject: str, limit: Limit
+    ) -> tuple[tuple[Descriptor, ...], ReferrerSource]:
         known = await self._referrer_tags(reader, repository, limit)
         if known is not None and fallback_tag(subject) not in known:
             return (), "tag-schema"  # the listing has no such tag: nothing to read

@@ -25,6 +25,7 @@ from cloudops.oci import (
 )
 from cloudops.registry.errors import DigestMismatchError, RegistryError
 from cloudops.registry.http import READ_CHUNK, HttpResponse
+from cloudops.registry.retry import RetryPolicy
 from cloudops.registry.transport import RegistryTransport, Scope
 
 
@@ -315,23 +316,39 @@ class RegistryWriter(RegistryReader):
                 f"{self.host} stored blob {digest[:19]} under another digest {stored[:19]}"
             )
 
-    async def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
+    async def put_manifest(
+        self,
+        repository: str,
+        reference: str,
+        raw: bytes,
+        media_type: str,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> str:
         """Push manifest bytes under a tag or digest; returns the digest the registry
-        stored, which must be the sha256 of ``raw``."""
-        stored, _ = await self._put_manifest(repository, reference, raw, media_type)
+        stored, which must be the sha256 of ``raw``. ``retry``: another policy for this push."""
+        stored, _ = await self._put_manifest(repository, reference, raw, media_type, retry=retry)
         return stored
 
-    async def put_referrer(self, repository: str, raw: bytes, media_type: str, subject: str) -> bool:
+    async def put_referrer(
+        self, repository: str, raw: bytes, media_type: str, subject: str, *, retry: RetryPolicy | None = None
+    ) -> bool:
         """Push a manifest that has a ``subject``, by its digest. True when the registry
         answered ``OCI-Subject: <subject>``: it indexes referrers itself (the API). False
         means the client must add it to the referrers tag schema's index (the spec's rule
-        for "Pushing Manifests with Subject")."""
+        for "Pushing Manifests with Subject"). ``retry``: another policy for this push."""
         digest = sha256_digest(raw)
-        _, response = await self._put_manifest(repository, digest, raw, media_type)
+        _, response = await self._put_manifest(repository, digest, raw, media_type, retry=retry)
         return response.headers.get("oci-subject") == subject
 
     async def _put_manifest(
-        self, repository: str, reference: str, raw: bytes, media_type: str
+        self,
+        repository: str,
+        reference: str,
+        raw: bytes,
+        media_type: str,
+        *,
+        retry: RetryPolicy | None = None,
     ) -> tuple[str, HttpResponse]:
         what = f"push of manifest {repository}{'@' if ':' in reference else ':'}{reference}"
         response = await self._transport.request(
@@ -342,6 +359,7 @@ class RegistryWriter(RegistryReader):
             headers={"Content-Type": media_type},
             body=raw,
             expect=(201, 200),
+            retry=retry,
         )
         expected = sha256_digest(raw)
         stored = response.headers.get("docker-content-digest") or expected

@@ -248,12 +248,15 @@ class RegistryTransport:
         follow_redirects: bool = False,
         blob: bool = False,
         max_body: int = MAX_BODY,
+        retry: RetryPolicy | None = None,
     ) -> HttpResponse:
         """Send a request, answering auth challenges; return a response whose status is in
         ``expect``. With ``stream`` a 2xx body is left unread: the caller reads it on a
         worker thread and must ``release`` or ``close`` it. A request whose body is a
         stream (``replayable=False``) is sent once: a failure the caller's whole-blob
-        retry can fix (a stale token) is raised retryable."""
+        retry can fix (a stale token) is raised retryable. ``retry`` replaces the
+        transport's policy for this request (an attempt whose failure the caller handles
+        itself, such as an early referrer push)."""
         call = _Call(
             method,
             path,
@@ -271,7 +274,7 @@ class RegistryTransport:
         )
         if not replayable:
             return await self._send_authenticated(call)
-        return await self.retry.run(lambda: self._send_authenticated(call))
+        return await (retry or self.retry).run(lambda: self._send_authenticated(call))
 
     async def _send_authenticated(self, call: _Call) -> HttpResponse:
         if not self._scheme_settled.is_set():
