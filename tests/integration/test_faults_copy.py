@@ -15,7 +15,7 @@ from cloudops.registry.retry import RetryPolicy
 from tests.conftest import Registry
 from tests.support.faults import FaultProxy, Rule, fault_proxy
 from tests.support.images import Pusher, TestImage, make_image, make_index, random_layer
-from tests.support.run import assert_clean_failure, cloudops, copy_images
+from tests.support.run import assert_clean_failure, cloudops, copy_images, interruptible
 
 FAST = RetryPolicy(attempts=4, total_seconds=30, base_delay=0.05, max_delay=0.5)
 MiB = 1024 * 1024
@@ -236,11 +236,10 @@ def test_interrupt_during_a_stalled_request_exits_at_once_and_writes_no_tag(
     """Requests run on worker threads (registry/http.py); Ctrl-C must not wait for a
     stalled one to time out, and must leave nothing tagged."""
     rule = src_proxy.add(Rule("stall", path=path, method="GET", seconds=120, times=-1))
-    process = subprocess.Popen(
+    process = interruptible(
         [sys.executable, "-m", "cloudops", *_cli_copy(src_proxy, dst_proxy), "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
     try:
         deadline = time.monotonic() + 30

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudops.sandbox.seed import build_package
-from tests.support.run import assert_clean_failure, cloudops
+from tests.support.run import assert_clean_failure, cloudops, interruptible
 from tests.support.sandbox import assumed_keys, ecr_tags, pipeline_without_approvals, publish, registry_digest
 
 MiB = 1024 * 1024
@@ -130,7 +130,7 @@ def test_interrupted_transfer_leaves_current_untouched_and_no_upload_open(
     assert cloudops("promote", "package", "--to", "qa", "--version", "1.0").returncode == 0
 
     for sig in (signal.SIGINT, signal.SIGKILL):
-        process = subprocess.Popen(
+        process = interruptible(
             [sys.executable, "-m", "cloudops", "promote", "package", "--to", "qa", "--version", "2.0"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

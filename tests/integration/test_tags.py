@@ -63,6 +63,7 @@ def test_json_is_one_document_on_stdout(registry: Registry) -> None:
     assert json.loads(result.stdout) == {
         "repository": f"{registry.host}/ep/cortex",
         "tags": NEWEST_FIRST,
+        "referrer_tags": [],
         "invalid_tags": 0,
         "truncated": False,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -58,3 +59,15 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str], code: int, *n
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
     for needle in needles:
         assert needle in result.stderr, (needle, result.stderr)
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interruptible(args: Sequence[str], **kwargs: object) -> subprocess.Popen[str]:
+    """A cloudops process that Ctrl-C (SIGINT) reaches, however the test runner was
+    started: a shell without job control starts a background command with SIGINT ignored
+    (POSIX), its children inherit that, and Python then never installs its handler. A
+    suite run as `make test &` would otherwise see cloudops ignore the interrupt."""
+    return subprocess.Popen(list(args), preexec_fn=_sigint_default, text=True, **kwargs)  # type: ignore[call-overload,no-any-return]

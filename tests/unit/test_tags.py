@@ -36,9 +36,29 @@ def test_invalid_names_are_dropped_and_counted_valid_ones_sorted_newest_first() 
     assert found.as_dict() == {
         "repository": "r.example/ep/cortex",
         "tags": ["8.10.0", "8.6.0-rc1", "8.5.0", "latest"],
+        "referrer_tags": [],
         "invalid_tags": len(HOSTILE),
         "truncated": False,
     }
+
+
+def test_tags_that_carry_referrers_are_kept_apart_and_counted(captured: io.StringIO) -> None:
+    fallback = "sha256-" + "a" * 64
+    names = ["8.5.0", fallback + ".sig", fallback, "sha256-" + "b" * 64 + ".att", "sha256-short", "8.6.0"]
+    found = sort_tags("r/x", names)
+
+    assert found.tags == ("8.6.0", "8.5.0", "sha256-short")  # not a digest: an ordinary tag
+    assert found.referrer_tags == (fallback, fallback + ".sig", "sha256-" + "b" * 64 + ".att")
+    show_tags(found)
+    show_notes(found)
+    shown = captured.getvalue()
+    assert (
+        fallback not in shown and "3 referrer tags (signatures, SBOMs) not shown; --all lists them" in shown
+    )
+    captured.truncate(0)
+    show_tags(found, show_all=True)
+    show_notes(found, show_all=True)
+    assert fallback + ".sig" in captured.getvalue() and "not shown" not in captured.getvalue()
 
 
 def test_the_longest_valid_tag_is_kept() -> None:

@@ -3,7 +3,9 @@
 
 Tags come from a registry and are hostile input: a name that is not a valid tag
 (the OCI grammar, refs.validate_tag) is dropped and counted, never handed on. Reading
-stops after MAX_TAGS tags, and the result says it was cut.
+stops after MAX_TAGS tags, and the result says it was cut. Tags that carry referrers
+(``sha256-<hex>`` and cosign's ``.sig``/``.att``/``.sbom``: signatures and SBOMs, not
+versions) are kept apart from the image tags, as `status` and backfill keep them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloudops.errors import CloudopsError
+from cloudops.referrers import is_referrer_tag
 from cloudops.refs import Reference, validate_tag
 from cloudops.registry import NotFoundError, RegistrySession
 from cloudops.versions import version_key
@@ -35,11 +38,14 @@ class TagList:
     truncated: bool = False
     """Reading stopped at the bound: the repository has more tags than listed."""
     limit: int = MAX_TAGS
+    referrer_tags: tuple[str, ...] = ()
+    """Tags that carry referrers (signatures, SBOMs), sorted; not in ``tags``."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "repository": self.repository,
             "tags": list(self.tags),
+            "referrer_tags": list(self.referrer_tags),
             "invalid_tags": self.invalid,
             "truncated": self.truncated,
         }
@@ -57,7 +63,8 @@ def sort_tags(
     repository: str, names: Iterable[str], *, limit: int = MAX_TAGS, truncated: bool = False
 ) -> TagList:
     """Pure: drop and count the names that are not tags, keep at most ``limit`` of the
-    rest (in the order read; more means the list was cut), and sort them newest first."""
+    rest (in the order read; more means the list was cut), set the referrer tags apart,
+    and sort the others newest first."""
     valid: list[str] = []
     seen: set[str] = set()
     invalid = 0
@@ -69,8 +76,9 @@ def sort_tags(
             valid.append(name)
     if len(valid) > limit:
         valid, truncated = valid[:limit], True
-    ordered = sorted(valid, key=version_key, reverse=True)
-    return TagList(repository, tuple(ordered), invalid, truncated, limit)
+    referrers = sorted(t for t in valid if is_referrer_tag(t))
+    ordered = sorted((t for t in valid if not is_referrer_tag(t)), key=version_key, reverse=True)
+    return TagList(repository, tuple(ordered), invalid, truncated, limit, tuple(referrers))
 
 
 async def list_repository_tags(
