@@ -575,6 +575,21 @@ MUTANTS: tuple[Mutant, ...] = (
             "    return False  # mutant\n",
         ),
     ),
+    _m(
+        "manifest-blob-unknown-not-retried",
+        "a manifest push answered 400 MANIFEST_BLOB_UNKNOWN (another writer re-pushing a blob) is retried",
+        (
+            "tests/integration/test_faults_copy.py::"
+            "test_copy_survives_bounded_faults_with_identical_digests[400-manifest-blob-unknown-on-push]",
+            "tests/unit/test_retry_and_auth.py::"
+            "test_a_manifest_push_that_names_a_blob_the_registry_does_not_hold_is_retried_then_failed",
+        ),
+        (
+            REGISTRY_ERRORS,
+            '    the user\'s input."""\n\n    retryable = True\n',
+            '    the user\'s input."""\n',
+        ),
+    ),
     # -- releases: plan, then apply (issue 14) ---------------------------------------------------
     _m(
         "apply-despite-changes",
