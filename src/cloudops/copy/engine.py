@@ -363,9 +363,14 @@ class CopyEngine:
         }
         theirs = [m for r in source.referrers for m in r.manifests]
         referrer_manifests = [m for m in theirs if isinstance(m, ImageManifest)]
-        blobs = await self._present_blobs(
-            dst, dst_repo, referrer_manifests, present_manifests, limited, moving
-        )
+        blobs: frozenset[str] = frozenset()
+        if state.tag_digest is not None:
+            # Where the image's tag is absent its referrers' blobs (small: signatures,
+            # SBOMs) are not asked about either: one is uploaded again at worst, after a
+            # run that failed midway, and a HEAD per blob per image is saved every time.
+            blobs = await self._present_blobs(
+                dst, dst_repo, referrer_manifests, present_manifests, limited, moving
+            )
         return source, replace(
             state,
             present_manifests=present_manifests,
