@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -546,8 +546,8 @@ class CopyEngine:
         to their subjects' fallback tags."""
         below = [p for p in plan.referrer_pushes if p.subject is None and ":" in p.reference]
         tops = [p for p in plan.referrer_pushes if p not in below]
-        await asyncio.gather(*(self._push_one(dst, p, retry) for p in below))
-        confirmed = await asyncio.gather(*(self._push_one(dst, p, retry) for p in tops))
+        await _all_settled(self._push_one(dst, p, retry) for p in below)
+        confirmed = await _all_settled(self._push_one(dst, p, retry) for p in tops)
         unindexed: dict[str, list[dict[str, object]]] = {}
         for push, indexed in zip(tops, confirmed, strict=True):
             if push.subject is not None and not indexed:
@@ -605,6 +605,16 @@ class CopyEngine:
             error if isinstance(error, CloudopsError) else CloudopsError(f"{type(error).__name__}: {error}")
         )
         return ImageResult(request, status, seconds=time.monotonic() - started, error=wrapped)
+
+
+async def _all_settled(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """Every call's result; when some failed, the first failure, raised only once all have
+    ended (a plain gather would leave the others running on, past the caller's next step)."""
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes  # type: ignore[return-value]
 
 
 def _bounded(lookups: asyncio.Semaphore) -> Callable[[Awaitable[T]], Awaitable[T]]:
