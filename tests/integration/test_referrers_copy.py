@@ -98,6 +98,26 @@ def test_a_rerun_writes_nothing_and_a_new_signature_follows_an_image_already_the
     assert late.digest in fallback_digests(Pusher(registry2.url), REPO, image.digest)
 
 
+@pytest.mark.parametrize("second", ["2.0", "by-digest"])
+def test_an_image_already_there_under_another_name_gets_no_referrer_written_again(
+    registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]], second: str
+) -> None:
+    """The image is at the destination (under 1.0): promoted under a new tag, or copied
+    again to its digest, its referrers are found listed and present, nothing of theirs is
+    written or uploaded again."""
+    image, _ = signed
+    _copy(registry, registry2)
+    target = (
+        f"{registry2.host}/{REPO}@{image.digest}" if second == "by-digest" else f"{registry2.host}/{REPO}:2.0"
+    )
+    report = copy_images([(f"{registry.host}/{REPO}:1.0", target)], [registry.host, registry2.host])
+    assert report.ok, report.as_dict()
+    [result] = report.as_dict()["images"]  # type: ignore[misc]
+    assert {r["status"] for r in result["referrers"]} == {"present"}  # type: ignore[index]
+    assert result["blobs"]["uploaded"] == 0  # type: ignore[index]
+    assert result["manifests_pushed"] == (1 if second == "2.0" else 0)  # the new tag only
+
+
 def test_the_destinations_own_referrers_stay_in_its_index(
     registry: Registry, registry2: Registry, signed: tuple[TestImage, dict[str, TestImage]]
 ) -> None:

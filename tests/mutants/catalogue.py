@@ -903,6 +903,16 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     _m(
+        "referrers-rewritten-for-present-image",
+        "an image already at the destination gets none of its referrers written or uploaded again",
+        (f"{REFERRERS_IT}::test_an_image_already_there_under_another_name_gets_no_referrer_written_again",),
+        (
+            ENGINE,
+            "        image_absent = image.digest not in state.present_manifests\n",
+            "        image_absent = True  # mutant\n",
+        ),
+    ),
+    _m(
         "fallback-index-loses-entries",
         "updating the referrers tag schema's index keeps every referrer already listed",
         (f"{REFERRERS_IT}::test_the_destinations_own_referrers_stay_in_its_index",),

@@ -90,3 +90,61 @@ def test_a_registry_failure_while_looking_is_not_hidden() -> None:
         assert "500" in str(error)
     else:
         raise AssertionError("a registry failure must fail the lookup, not drop the referrer")
+
+
+class _Counting(_Reader):
+    """Counts referrers-API calls and how many run at once; answers 404 (no API), after a
+    failure first when ``fail_first``."""
+
+    def __init__(self, fail_first: bool):
+        super().__init__([], {})
+        self.calls = 0
+        self.running = 0
+        self.most_at_once = 0
+        self.fail_first = fail_first
+
+    async def referrers(self, repository: str, digest: str) -> ImageIndex | None:
+        self.calls += 1
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(0.01)
+            if self.fail_first and self.calls == 1:
+                from cloudops.registry.errors import ServerError
+
+                raise ServerError("registry.test failed the referrers with HTTP 503")
+            return None
+        finally:
+            self.running -= 1
+
+
+def _subjects(n: int) -> list[str]:
+    return ["sha256:" + format(i, "064x") for i in range(n)]
+
+
+def test_one_probe_per_host_finds_out_that_it_has_no_referrers_api() -> None:
+    reader = _Counting(fail_first=False)
+    lookup = ReferrerLookup()
+
+    async def all_at_once() -> None:
+        await asyncio.gather(*(lookup.find(reader, "ep/cortex", [s]) for s in _subjects(8)))  # type: ignore[arg-type]
+
+    asyncio.run(all_at_once())
+    assert reader.calls == 1
+
+
+def test_a_failed_probe_lets_every_lookup_ask_for_itself_at_once() -> None:
+    """The probe's failure is the first lookup's; the others do not queue behind one
+    another for it (each would wait a whole retry policy)."""
+    reader = _Counting(fail_first=True)
+    lookup = ReferrerLookup()
+
+    async def all_at_once() -> list[object]:
+        return await asyncio.gather(
+            *(lookup.find(reader, "ep/cortex", [s]) for s in _subjects(8)),  # type: ignore[arg-type]
+            return_exceptions=True,
+        )
+
+    outcomes = asyncio.run(all_at_once())
+    assert sum(isinstance(o, Exception) for o in outcomes) == 1
+    assert reader.most_at_once > 1  # the seven others asked together, not one by one

@@ -338,12 +338,15 @@ class CopyEngine:
         source = replace(image.source, referrers=tuple(found.referrers), warnings=tuple(found.warnings))
         state = image.destination
         tags = [r.tag for r in source.referrers if r.tag is not None]
+        # The image is not at the destination yet (not even by digest under another tag):
+        # every referrer is pushed (a push of what the registry has is harmless, and the
+        # fallback index is merged, never replaced), so what the destination lists, and
+        # which of the referrers' small blobs it holds, is not worth asking. At worst,
+        # after a run that failed midway, a signature's blob is uploaded again.
+        image_absent = image.digest not in state.present_manifests
 
         async def listed_at_destination() -> frozenset[str]:
-            if state.tag_digest is None:
-                # The tag is not there: every referrer is pushed (a push of what the
-                # registry has is harmless, and the fallback index is merged, never
-                # replaced), so what the destination lists is not worth asking.
+            if image_absent:
                 return frozenset()
             return await self._lookup.listed(dst, dst_repo, subjects_of(source.referrers), limited)
 
@@ -364,10 +367,7 @@ class CopyEngine:
         theirs = [m for r in source.referrers for m in r.manifests]
         referrer_manifests = [m for m in theirs if isinstance(m, ImageManifest)]
         blobs: frozenset[str] = frozenset()
-        if state.tag_digest is not None:
-            # Where the image's tag is absent its referrers' blobs (small: signatures,
-            # SBOMs) are not asked about either: one is uploaded again at worst, after a
-            # run that failed midway, and a HEAD per blob per image is saved every time.
+        if not image_absent:
             blobs = await self._present_blobs(
                 dst, dst_repo, referrer_manifests, present_manifests, limited, moving
             )
@@ -504,7 +504,9 @@ class CopyEngine:
             result = failed  # what progress hears below: never the "up-to-date" it started as
             return failed
         finally:
-            if early is not None and not early.done():
+            if early is not None:
+                # Ended or not, its outcome is collected here: never left running, never an
+                # exception nobody retrieved.
                 early.cancel()
                 await asyncio.gather(early, return_exceptions=True)
             result.seconds = time.monotonic() - started
@@ -513,8 +515,9 @@ class CopyEngine:
     async def _push_referrers_early(
         self, dst: RegistryWriter, plan: ImagePlan, tasks: dict[BlobKey, asyncio.Task[_BlobStats]]
     ) -> int | None:
-        """Push the plan's referrers as soon as their own blobs are in, each push tried
-        once. None: not done (a blob failed, which the image's own wait reports, or a push
+        """Push the plan's referrers as soon as their own blobs are in, each manifest push
+        tried once (the fallback index, where one is needed, with the usual retries). None:
+        not done (a blob failed, which the image's own wait reports, or a push
         failed: some registries refuse a referrer whose subject is not there yet, against
         the spec), so they go in again after the subject, with retries."""
         outcomes = await asyncio.gather(
@@ -529,13 +532,12 @@ class CopyEngine:
 
     async def _push_referrers_after_subject(self, dst: RegistryWriter, plan: ImagePlan) -> int:
         """The referrers again, in the order every registry takes: the image's root
-        manifest by digest first (its tag waits for the referrers), then what refers to it."""
+        manifest by digest first (its tag waits for the referrers; where the destination
+        is a digest, the root's own last push repeats it, harmlessly), then what refers to
+        it."""
         root = plan.pushes[-1]
-        pushed = 0
-        if root.reference != root.digest:
-            await dst.put_manifest(root.repository, root.digest, root.raw, root.media_type)
-            pushed = 1
-        return pushed + await self._push_referrers(dst, plan)
+        await dst.put_manifest(root.repository, root.digest, root.raw, root.media_type)
+        return 1 + await self._push_referrers(dst, plan)
 
     async def _push_referrers(
         self, dst: RegistryWriter, plan: ImagePlan, *, retry: RetryPolicy | None = None
@@ -554,8 +556,8 @@ class CopyEngine:
                 manifest = parse_manifest(push.raw, push.media_type)
                 unindexed.setdefault(push.subject, []).append(index_entry(manifest))
         repository = plan.request.destination.repository
-        await asyncio.gather(
-            *(add_to_fallback_index(dst, repository, s, entries) for s, entries in unindexed.items())
+        await _all_settled(
+            add_to_fallback_index(dst, repository, s, entries) for s, entries in unindexed.items()
         )
         return len(plan.referrer_pushes)
 

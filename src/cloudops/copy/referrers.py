@@ -30,7 +30,7 @@ from cloudops.referrers import (
     merged_fallback_index,
 )
 from cloudops.registry.client import RegistryReader, RegistryWriter
-from cloudops.registry.errors import NotFoundError, RegistryError
+from cloudops.registry.errors import RegistryError
 
 T = TypeVar("T")
 Limit = Callable[[Awaitable[Any]], Awaitable[Any]]
@@ -83,7 +83,7 @@ class ReferrerLookup:
 
     def __init__(self) -> None:
         self._api: dict[str, bool] = {}
-        self._probes: dict[str, asyncio.Lock] = {}
+        self._probes: dict[str, asyncio.Event] = {}
         self._tags: dict[tuple[str, str], asyncio.Task[frozenset[str] | None]] = {}
 
     async def _referrer_tags(
@@ -100,9 +100,6 @@ class ReferrerLookup:
             async def listing() -> frozenset[str] | None:
                 try:
                     tags = await limit(reader.list_tags(repository, limit=MAX_TAG_SCAN))
-                except NotFoundError as error:
-                    # NAME_UNKNOWN: no repository, so no tags (a destination not written yet).
-                    return frozenset() if error.has_code("NAME_UNKNOWN") else None
                 except RegistryError:
                     return None
                 return None if len(tags) > MAX_TAG_SCAN else frozenset(t for t in tags if is_referrer_tag(t))
@@ -213,14 +210,23 @@ class ReferrerLookup:
         self, reader: RegistryReader, repository: str, subject: str, limit: Limit
     ) -> tuple[tuple[Descriptor, ...], ReferrerSource]:
         index: ImageIndex | None = None
-        if reader.host not in self._api:
+        probe = self._probes.get(reader.host)
+        if reader.host in self._api:
+            pass
+        elif probe is None:
             # The first lookup on a host finds out whether it serves the API; the others
             # wait for that answer instead of each asking a registry that has none.
-            async with self._probes.setdefault(reader.host, asyncio.Lock()):
-                if reader.host not in self._api:
-                    index = await limit(reader.referrers(repository, subject))
-                    self._api[reader.host] = index is not None
-        if index is None and self._api[reader.host]:
+            probe = self._probes[reader.host] = asyncio.Event()
+            try:
+                index = await limit(reader.referrers(repository, subject))
+                self._api[reader.host] = index is not None
+            finally:
+                probe.set()  # answered or failed: nobody waits for it any longer
+        else:
+            await probe.wait()
+        if index is None and self._api.get(reader.host, True):
+            # The API answered before, or the probe failed (each lookup then asks itself,
+            # at once, as if there had been no probe).
             index = await limit(reader.referrers(repository, subject))
             if index is None:
                 self._api[reader.host] = False

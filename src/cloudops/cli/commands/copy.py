@@ -83,7 +83,8 @@ def _read_batch(path: Path) -> list[CopyRequest]:
     type=click.IntRange(1, 64),
     default=8,
     show_default=True,
-    help="Blob transfers at once.",
+    help="Blob transfers at once (the images' layers; the blobs of signatures and SBOMs "
+    "have N/4 more slots, at least 1).",
 )
 @no_referrers_option
 @handles_errors

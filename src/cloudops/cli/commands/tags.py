@@ -85,7 +85,8 @@ def show_tags(found: TagList, *, show_all: bool = False) -> None:
     if show_all and found.referrer_tags:
         for tag in found.referrer_tags:
             stderr.print(safe_text(tag))
-        stderr.print(f"[dim]{len(found.referrer_tags)} referrer tags (signatures, SBOMs)[/]")
+        count = len(found.referrer_tags)
+        stderr.print(f"[dim]{count} referrer tag{'' if count == 1 else 's'} (signatures, SBOMs)[/]")
 
 
 def show_notes(found: TagList, *, show_all: bool = False) -> None:
