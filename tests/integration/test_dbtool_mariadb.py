@@ -385,15 +385,20 @@ CREATE TABLE IF NOT EXISTS TAFTER (X INT);
 """
 
 
-def test_kill_9_during_an_update_then_a_rerun_completes_consistently(world: World, package: Package) -> None:
+def _slow_update(world: World, package: Package) -> subprocess.Popen[bytes]:
+    """update-db of account a started on the 8.5.0 change logs plus SLOW, which sleeps."""
     package.set_changelogs({**changelogs_for("8.5.0"), "database/changelog/0009-slow.sql": SLOW})
-    database = world.a.database
-    tool = subprocess.Popen(
+    return subprocess.Popen(
         package.command("update-db", package.config(world.a)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_clean_env(),
     )
+
+
+def test_kill_9_during_an_update_then_a_rerun_completes_consistently(world: World, package: Package) -> None:
+    database = world.a.database
+    tool = _slow_update(world, package)
     try:
         _wait_for_sleep(world.server, deadline=time.monotonic() + 30)
         tool.send_signal(signal.SIGKILL)
@@ -435,13 +440,7 @@ def _wait_for_sleep(server: MariaDbServer, deadline: float) -> None:
 
 
 def test_sigterm_during_an_update_rolls_back_and_releases_the_lock(world: World, package: Package) -> None:
-    package.set_changelogs({**changelogs_for("8.5.0"), "database/changelog/0009-slow.sql": SLOW})
-    tool = subprocess.Popen(
-        package.command("update-db", package.config(world.a)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_clean_env(),
-    )
+    tool = _slow_update(world, package)
     try:
         _wait_for_sleep(world.server, deadline=time.monotonic() + 30)
         tool.send_signal(signal.SIGTERM)

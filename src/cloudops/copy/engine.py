@@ -16,7 +16,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 from cloudops.copy.plan import (
     BlobKey,
@@ -140,6 +140,22 @@ class _BlobStats:
     nbytes: int
 
 
+class _Limit(Protocol):
+    def __call__(self, call: Awaitable[T], /) -> Awaitable[T]: ...
+
+
+class _Sides(NamedTuple):
+    """A request's two registries as its image's lookups use them: under the batch's lookup
+    bound, and knowing which blobs an earlier image already moves into the destination."""
+
+    src: RegistryReader
+    dst: RegistryWriter
+    src_repo: str
+    dst_repo: str
+    limited: _Limit
+    moving: Callable[[str], bool]
+
+
 class CopyEngine:
     def __init__(
         self,
@@ -227,17 +243,21 @@ class CopyEngine:
 
     # -- resolve -----------------------------------------------------------------------
 
+    def _sides(self, request: CopyRequest, lookups: asyncio.Semaphore, planner: Planner) -> _Sides:
+        registry = request.destination.registry
+        return _Sides(
+            self._pool.reader(request.source.registry),
+            self._pool.writer(registry),
+            request.source.repository,
+            request.destination.repository,
+            _bounded(lookups),
+            lambda digest: planner.moving(registry, digest),
+        )
+
     async def _resolve(
         self, request: CopyRequest, lookups: asyncio.Semaphore, allow_tag_move: bool, planner: Planner
     ) -> ImageInput:
-        src = self._pool.reader(request.source.registry)
-        dst = self._pool.writer(request.destination.registry)
-        src_repo, dst_repo = request.source.repository, request.destination.repository
-
-        limited = _bounded(lookups)
-
-        def moving(digest: str) -> bool:
-            return planner.moving(request.destination.registry, digest)
+        src, dst, src_repo, dst_repo, limited, moving = self._sides(request, lookups, planner)
 
         async def source_digest() -> str:
             if request.source.digest:
@@ -325,14 +345,7 @@ class CopyEngine:
         Runs while the image's own blobs already move."""
         assert image.source is not None
         request = image.request
-        src = self._pool.reader(request.source.registry)
-        dst = self._pool.writer(request.destination.registry)
-        src_repo, dst_repo = request.source.repository, request.destination.repository
-
-        limited = _bounded(lookups)
-
-        def moving(digest: str) -> bool:
-            return planner.moving(request.destination.registry, digest)
+        src, dst, src_repo, dst_repo, limited, moving = self._sides(request, lookups, planner)
 
         found = await self._lookup.find(src, src_repo, [m.digest for m in image.source.manifests], limited)
         source = replace(image.source, referrers=tuple(found.referrers), warnings=tuple(found.warnings))

@@ -210,20 +210,19 @@ class ReferrerLookup:
         self, reader: RegistryReader, repository: str, subject: str, limit: Limit
     ) -> tuple[tuple[Descriptor, ...], ReferrerSource]:
         index: ImageIndex | None = None
-        probe = self._probes.get(reader.host)
-        if reader.host in self._api:
-            pass
-        elif probe is None:
+        if reader.host not in self._api:
             # The first lookup on a host finds out whether it serves the API; the others
             # wait for that answer instead of each asking a registry that has none.
-            probe = self._probes[reader.host] = asyncio.Event()
-            try:
-                index = await limit(reader.referrers(repository, subject))
-                self._api[reader.host] = index is not None
-            finally:
-                probe.set()  # answered or failed: nobody waits for it any longer
-        else:
-            await probe.wait()
+            probe = self._probes.get(reader.host)
+            if probe is not None:
+                await probe.wait()
+            else:
+                probe = self._probes[reader.host] = asyncio.Event()
+                try:
+                    index = await limit(reader.referrers(repository, subject))
+                    self._api[reader.host] = index is not None
+                finally:
+                    probe.set()  # answered or failed: nobody waits for it any longer
         if index is None and self._api.get(reader.host, True):
             # The API answered before, or the probe failed (each lookup then asks itself,
             # at once, as if there had been no probe).

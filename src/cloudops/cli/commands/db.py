@@ -4,8 +4,9 @@ run against one account's own database (docs/database.md)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -123,10 +124,7 @@ def _show(result: DbResult, as_json: bool) -> None:
     head = f"{safe_text(result.account)}: {safe_text(result.database)}, package {safe_text(result.version)}"
     if result.command == "plan":
         stderr.print(f"{head}: {result.applied_count} change sets applied, {len(result.pending)} to apply")
-        for item in result.pending:
-            stderr.print(f"  + {safe_text(_name(item))}")
-        for item in result.changed:
-            stderr.print(f"  [red]✗ {safe_text(_name(item))}: checksum changed since it was applied[/]")
+        _show_change_sets(result.pending, result.changed)
         return
     verb = "reset, then " if result.command == "reset-db" else ""
     stderr.print(f"{head}: {verb}{len(result.applied)} change sets applied in {result.seconds:.1f}s")
@@ -134,7 +132,15 @@ def _show(result: DbResult, as_json: bool) -> None:
         stderr.print(f"  + {safe_text(name)}")
 
 
-def _name(item: dict[str, object]) -> str:
+def _show_change_sets(pending: Sequence[dict[str, Any]], changed: Sequence[dict[str, Any]]) -> None:
+    """Change sets to apply, then applied ones whose checksum changed (refused)."""
+    for item in pending:
+        stderr.print(f"  + {safe_text(_name(item))}")
+    for item in changed:
+        stderr.print(f"  [red]✗ {safe_text(_name(item))}: checksum changed since it was applied[/]")
+
+
+def _name(item: dict[str, Any]) -> str:
     return f"{item.get('filename')}::{item.get('id')}::{item.get('author')}"
 
 
@@ -158,7 +164,4 @@ def show_database_preview(context: PipelineContext, plan: PromotionPlan) -> None
         f"database {safe_text(found.database)}: package {safe_text(found.version)} would apply "
         f"{pending} change set{'' if pending == 1 else 's'} ({found.applied_count} applied already)"
     )
-    for item in found.pending:
-        stderr.print(f"  + {safe_text(_name(item))}")
-    for item in found.changed:
-        stderr.print(f"  [red]✗ {safe_text(_name(item))}: checksum changed since it was applied[/]")
+    _show_change_sets(found.pending, found.changed)
