@@ -492,7 +492,28 @@ def _tool(launcher: Path, command: Command, config: Path, settings: DbSettings) 
         raise DatabaseRefused(message, hint="nothing was applied; see docs/database.md")
     if code.returncode == 2:
         raise InputError(message, hint="check the account's database settings and change logs")
-    raise DatabaseToolError(message, hint="run again once the database is reachable; a rerun is safe")
+    raise DatabaseToolError(message, hint=_failure_hint((document or {}).get("server_error"), settings))
+
+
+# MariaDB error numbers the tool reports as "server_error" (mariadb.com/kb/en/mariadb-error-codes).
+_LOGIN_REFUSED = {1044, 1045, 1698}  # no access to the database; wrong user or password; no login
+_UNREACHABLE = {2002, 2003, 2005, 2013}  # socket, connection refused, unknown host, lost at connect
+
+
+def _failure_hint(server_error: object, settings: DbSettings) -> str:
+    """What to do, by the error number the tool reported (its message is the server's)."""
+    where = settings.source
+    if server_error in _LOGIN_REFUSED:
+        return (
+            f"the database refused the login: set EP_DB_USER and EP_DB_PASS in {where} to the "
+            "account's database user (nothing was applied)"
+        )
+    if server_error in _UNREACHABLE:
+        return (
+            f"check EP_DB_HOSTNAME and EP_DB_PORT in {where} (and endpoints.databases in "
+            "pipeline.yaml) and that the database is up; a rerun is safe"
+        )
+    return "run again once the database is reachable; a rerun is safe"
 
 
 def _tail(handle: IO[bytes]) -> bytes:

@@ -293,3 +293,66 @@ def test_config_outputs_never_show_a_secret_inside_a_url(sandbox: world.SandboxS
         == "jdbc:mysql://address=(host=prod-cj.ep.internal)(user=ep)(password=****)/x"
     )
     assert keys["EP_BRACE_MSSQL_URL"]["b"] == "jdbc:sqlserver://prod-brace.ep.internal;password=****"
+
+
+@pytest.mark.skipif(
+    not any(Path(p, "mariadbd").exists() for p in ("/usr/sbin", "/usr/bin")),
+    reason="mariadb-server is not installed",
+)
+def test_no_database_command_prints_or_records_a_password(
+    sandbox: world.SandboxState, tmp_path: Path
+) -> None:
+    """`cloudops db` (issue 17) writes each account's database password into the tool's
+    properties file and nowhere else: not in any output (human and --json, success, tool
+    failure, refusal), not in a history record, not in any object of any bucket. The
+    passwords come from the accounts' live.env; the AWS credentials are watched as above."""
+    from cloudops.config.envfile import read_env_file
+    from cloudops.package import publish_package
+    from cloudops.sandbox import config_seed
+    from cloudops.sandbox.databases import provision_accounts
+    from cloudops.sandbox.mariadb import running_mariadb
+    from cloudops.sandbox.seed import build_package
+
+    world.reset(sandbox)
+    ctx = context_for(sandbox.pipeline)
+    init_all(ctx)
+    config_seed.seed(ctx)
+    server = running_mariadb(sandbox.root)
+    assert server is not None, "the sandbox's MariaDB is not running"
+    provision_accounts(server, ctx.pipeline.config_dir, world.DB_ADDRESSES)
+    package = tmp_path / "package.zip"
+    build_package(package, "8.5.0", size=64 * 1024)
+    publish_package(ctx, package, "8.5.0")
+    live_env = {a: ctx.pipeline.config_dir / a / "AWS" / "Config" / "live.env" for a in world.ACCOUNTS}
+    passwords = [read_env_file(path).values()["EP_DB_PASS"] for path in live_env.values()]
+    assert all(passwords) and len(set(passwords)) == len(passwords)
+
+    commands = [
+        ["db", "plan", "--account", "build"],
+        ["db", "update", "--account", "build"],
+        ["db", "update", "--account", "build"],  # a no-op rerun
+        ["db", "update", "--account", "qa"],  # no package in qa's bucket: a clean failure
+        ["db", "reset", "--account", "prod"],  # protected: refused
+        ["db", "reset", "--account", "build"],
+    ]
+    runs = [cloudops(*args, *mode) for mode in ([], ["--json"]) for args in commands]
+    # The database refuses the password the config holds: the failure path prints no password.
+    live = live_env["build"]
+    wrong = "SentinelWrongDbPassw0rd"
+    live.write_text(live.read_text().replace(passwords[0], wrong))
+    runs += [cloudops("db", "update", "--account", "build", *mode) for mode in ([], ["--json"])]
+    history = cloudops("history", "--account", "build", "--json")
+    runs.append(history)
+    expected = [0, 0, 0, 2, 3, 0]  # done, done, no-op, no package (config), refused, done
+    assert [r.returncode for r in runs] == [*expected, *expected, 1, 1, 0], [r.stderr[-300:] for r in runs]
+    refused = runs[-3].stderr  # human output: the server's reason, and what to fix where
+    assert "Access denied" in refused and "EP_DB_PASS" in refused and "live.env" in refused, refused
+
+    secrets = [*passwords, wrong, *_secrets(sandbox, _issued_by_moto(sandbox))]
+    for run in runs:
+        _assert_clean(run.stdout + run.stderr, secrets, f"the output of {run.args[3:]}")
+        assert "Traceback" not in run.stderr
+    records = [r for r in json.loads(history.stdout)["records"] if r.get("kind") == "database"]
+    assert records, "the database runs should have been recorded"
+    for key, text in _bucket_texts(sandbox).items():
+        _assert_clean(text, secrets, key)

@@ -93,6 +93,35 @@ def test_update_applies_exactly_the_missing_change_sets_and_a_rerun_applies_none
     assert _tables(sandbox, "commerce_qa") == set()  # only build's own database was touched
 
 
+def test_a_release_plan_shows_the_change_sets_its_package_would_apply_to_the_destination(
+    db_ctx: PipelineContext, sandbox: world.SandboxState, tmp_path: Path
+) -> None:
+    """`cloudops plan` lists, next to the images, what `db update` would apply to the
+    DESTINATION's database with the release's package (taken from the source's bucket),
+    and writes nothing: neither qa's changelog nor its tables change."""
+    from cloudops.package import promote_package
+    from tests.support.sandbox import publish
+
+    publish(db_ctx, "build", "ep/cortex", "8.6.0")
+    promote_package(db_ctx, "qa", version="8.5.0")
+    assert update_database(db_ctx, "qa").applied  # qa runs 8.5.0's four change sets
+    _publish(db_ctx, tmp_path, "8.6.0")  # in build only: qa has no 8.6.0 yet
+    tables = _tables(sandbox, "commerce_qa")
+    release = tmp_path / "release.yaml"
+    release.write_text(
+        'release: "2026.12"\nimages:\n  - {repository: ep/cortex, tag: "8.6.0"}\n'
+        'package: {version: "8.6.0"}\n'
+    )
+
+    planned = cloudops("plan", "--to", "qa", "--release", str(release))
+    assert planned.returncode == 0, planned.stderr
+    assert "would apply 2 change sets (4 applied already)" in planned.stderr, planned.stderr
+    shown = [line.strip() for line in planned.stderr.splitlines() if line.strip().startswith("+ ")]
+    assert [line.split("::")[1] for line in shown] == ["8.6.0-product-brand", "8.6.0-price-sku-index"]
+    assert plan_database(db_ctx, "qa", "8.5.0").pending == []  # planning applied nothing in qa
+    assert _tables(sandbox, "commerce_qa") == tables
+
+
 def test_a_tampered_applied_change_set_is_refused_and_nothing_is_applied(
     db_ctx: PipelineContext, sandbox: world.SandboxState, tmp_path: Path
 ) -> None:

@@ -27,7 +27,8 @@ where the package was unpacked.
 
 Output: human lines on stderr; on stdout ONE JSON line for cloudops to parse, e.g.
 ``{"command": "update-db", "ok": true, "applied": ["ids"], "seconds": 1.2, ...}``; on an
-error ``{"command": ..., "ok": false, "exit_code": 3, "error": "...", "applied": [...]}``.
+error ``{"command": ..., "ok": false, "exit_code": 3, "error": "...", "applied": [...]}``,
+with ``"server_error": 1045`` (MariaDB's error number) when the server or client gave one.
 ``plan`` without ``--json`` prints the plan for humans on stdout instead. The password
 never appears in either stream.
 
@@ -184,9 +185,14 @@ class _Output:
         document.setdefault("seconds", round(time.monotonic() - self.started, 3))
         print(self.scrub(json.dumps(document, sort_keys=False)), flush=True)
 
-    def fail(self, exit_code: int, message: str, applied: Sequence[str] = ()) -> int:
+    def fail(
+        self, exit_code: int, message: str, applied: Sequence[str] = (), server_code: int | None = None
+    ) -> int:
         self.say(f"error: {message}")
-        self.summary(ok=False, exit_code=exit_code, error=message, applied=list(applied))
+        fields: dict[str, Any] = {"ok": False, "exit_code": exit_code, "error": message}
+        if server_code is not None:
+            fields["server_error"] = server_code
+        self.summary(**fields, applied=list(applied))
         return exit_code
 
 
@@ -229,6 +235,8 @@ def _run(args: argparse.Namespace, out: _Output) -> int:
     }
     try:
         connection = database.connect(settings)
+    except database.DatabaseError as error:
+        return out.fail(error.exit_code, str(error), server_code=error.server_code)
     except database.DbToolError as error:
         return out.fail(error.exit_code, str(error))
     try:
@@ -238,7 +246,8 @@ def _run(args: argparse.Namespace, out: _Output) -> int:
     except database.DbToolError as error:
         return out.fail(error.exit_code, str(error))
     except pymysql.err.MySQLError as error:
-        return out.fail(EXIT_FAILED, f"database error: {database.error_reason(error)}")
+        reason, number = database.error_reason(error), database.error_number(error)
+        return out.fail(EXIT_FAILED, f"database error: {reason}", server_code=number)
     finally:
         with contextlib.suppress(pymysql.err.MySQLError, OSError):
             connection.close()

@@ -108,9 +108,15 @@ class SettingsError(DbToolError):
 
 
 class DatabaseError(DbToolError):
-    """The server could not be reached, refused the login, or failed a statement of ours."""
+    """The server could not be reached, refused the login, or failed a statement of ours.
+    ``server_code``: the server's (or the client's, 2xxx) MariaDB error number, when there
+    is one: cloudops picks its hint by it (1045 login refused, 2003 unreachable)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, server_code: int | None = None) -> None:
+        super().__init__(message)
+        self.server_code = server_code
 
 
 class ChangeSetFailed(DbToolError):
@@ -402,10 +408,18 @@ def connect(settings: DatabaseSettings) -> Connection:
             autocommit=False,
         )
     except pymysql.err.MySQLError as error:
-        raise DatabaseError(f"cannot connect as {settings.describe()}: {error_reason(error)}") from None
+        raise DatabaseError(
+            f"cannot connect as {settings.describe()}: {error_reason(error)}", server_code=error_number(error)
+        ) from None
     except OSError as error:  # e.g. the source address cannot be bound
         raise DatabaseError(f"cannot connect as {settings.describe()}: {error}") from None
     return connection
+
+
+def error_number(error: BaseException) -> int | None:
+    """The MariaDB error number of a PyMySQL error (its first arg), if it has one."""
+    args: tuple[Any, ...] = getattr(error, "args", ())
+    return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
 
 
 def error_reason(error: BaseException) -> str:
