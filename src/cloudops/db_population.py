@@ -492,28 +492,40 @@ def _tool(launcher: Path, command: Command, config: Path, settings: DbSettings) 
         raise DatabaseRefused(message, hint="nothing was applied; see docs/database.md")
     if code.returncode == 2:
         raise InputError(message, hint="check the account's database settings and change logs")
-    raise DatabaseToolError(message, hint=_failure_hint((document or {}).get("server_error"), settings))
+    raise DatabaseToolError(message, hint=_failure_hint((document or {}).get("connect_error"), settings))
 
 
-# MariaDB error numbers the tool reports as "server_error" (mariadb.com/kb/en/mariadb-error-codes).
-_LOGIN_REFUSED = {1044, 1045, 1698}  # no access to the database; wrong user or password; no login
-_UNREACHABLE = {2002, 2003, 2005, 2013}  # socket, connection refused, unknown host, lost at connect
+# MariaDB error numbers (mariadb.com/kb/en/mariadb-error-codes) the tool reports as
+# "connect_error" when it could not connect: each needs its own fix.
+_LOGIN_REFUSED = frozenset({1045, 1698})  # wrong user or password; no password login for the user
+_NOT_ALLOWED = frozenset({1044, 1130})  # no grant on the database; the user may not log in from here
+_UNKNOWN_DATABASE = 1049
+_UNREACHABLE = frozenset({2002, 2003, 2005, 2013})  # socket, refused/unroutable, unknown host, lost
 
 
-def _failure_hint(server_error: object, settings: DbSettings) -> str:
-    """What to do, by the error number the tool reported (its message is the server's)."""
+def _failure_hint(connect_error: object, settings: DbSettings) -> str:
+    """What to do, by the error number the tool reported when it could not connect (read
+    from its summary line: anything but a positive int is no number)."""
+    number = connect_error if isinstance(connect_error, int) and not isinstance(connect_error, bool) else None
     where = settings.source
-    if server_error in _LOGIN_REFUSED:
+    if number in _LOGIN_REFUSED:
         return (
             f"the database refused the login: set EP_DB_USER and EP_DB_PASS in {where} to the "
             "account's database user (nothing was applied)"
         )
-    if server_error in _UNREACHABLE:
+    if number in _NOT_ALLOWED:
+        return (
+            f"the user may not use this database from here: check EP_DB_USER and EP_DB_NAME in "
+            f"{where}, and the user's grants and allowed host (nothing was applied)"
+        )
+    if number == _UNKNOWN_DATABASE:
+        return f"no such database: set EP_DB_NAME in {where} to the account's database (nothing was applied)"
+    if number in _UNREACHABLE:
         return (
             f"check EP_DB_HOSTNAME and EP_DB_PORT in {where} (and endpoints.databases in "
             "pipeline.yaml) and that the database is up; a rerun is safe"
         )
-    return "run again once the database is reachable; a rerun is safe"
+    return "see the tool's message; a rerun is safe: it applies only what is still missing"
 
 
 def _tail(handle: IO[bytes]) -> bytes:

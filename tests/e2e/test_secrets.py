@@ -336,15 +336,29 @@ def test_no_database_command_prints_or_records_a_password(
         ["db", "reset", "--account", "build"],
     ]
     runs = [cloudops(*args, *mode) for mode in ([], ["--json"]) for args in commands]
+    # A release plan into qa asks qa's database what the package would apply (the preview).
+    publish(ctx, "build", "ep/cortex", "8.5.0")
+    release = tmp_path / "release.yaml"
+    release.write_text(
+        'release: "r"\nimages:\n  - {repository: ep/cortex, tag: "8.5.0"}\npackage: {version: "8.5.0"}\n'
+    )
+    plans = [cloudops("plan", "--to", "qa", "--release", str(release), *mode) for mode in ([], ["--json"])]
+    assert all("would apply 4 change sets" in run.stderr for run in plans), [r.stderr for r in plans]
+    runs += plans
     # The database refuses the password the config holds: the failure path prints no password.
     live = live_env["build"]
     wrong = "SentinelWrongDbPassw0rd"
-    live.write_text(live.read_text().replace(passwords[0], wrong))
-    runs += [cloudops("db", "update", "--account", "build", *mode) for mode in ([], ["--json"])]
+    kept = live.read_text()
+    live.write_text(kept.replace(passwords[0], wrong))
+    try:
+        runs += [cloudops("db", "update", "--account", "build", *mode) for mode in ([], ["--json"])]
+    finally:
+        live.write_text(kept)
     history = cloudops("history", "--account", "build", "--json")
     runs.append(history)
     expected = [0, 0, 0, 2, 3, 0]  # done, done, no-op, no package (config), refused, done
-    assert [r.returncode for r in runs] == [*expected, *expected, 1, 1, 0], [r.stderr[-300:] for r in runs]
+    codes = [r.returncode for r in runs]
+    assert codes == [*expected, *expected, 0, 0, 1, 1, 0], [r.stderr[-300:] for r in runs]
     refused = runs[-3].stderr  # human output: the server's reason, and what to fix where
     assert "Access denied" in refused and "EP_DB_PASS" in refused and "live.env" in refused, refused
 

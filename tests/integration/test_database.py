@@ -106,7 +106,7 @@ def test_a_release_plan_shows_the_change_sets_its_package_would_apply_to_the_des
     promote_package(db_ctx, "qa", version="8.5.0")
     assert update_database(db_ctx, "qa").applied  # qa runs 8.5.0's four change sets
     _publish(db_ctx, tmp_path, "8.6.0")  # in build only: qa has no 8.6.0 yet
-    tables = _tables(sandbox, "commerce_qa")
+    before = _changelog_and_columns(sandbox, "commerce_qa")
     release = tmp_path / "release.yaml"
     release.write_text(
         'release: "2026.12"\nimages:\n  - {repository: ep/cortex, tag: "8.6.0"}\n'
@@ -118,8 +118,29 @@ def test_a_release_plan_shows_the_change_sets_its_package_would_apply_to_the_des
     assert "would apply 2 change sets (4 applied already)" in planned.stderr, planned.stderr
     shown = [line.strip() for line in planned.stderr.splitlines() if line.strip().startswith("+ ")]
     assert [line.split("::")[1] for line in shown] == ["8.6.0-product-brand", "8.6.0-price-sku-index"]
-    assert plan_database(db_ctx, "qa", "8.5.0").pending == []  # planning applied nothing in qa
-    assert _tables(sandbox, "commerce_qa") == tables
+    # Planning applied nothing in qa: its changelog, tables and columns are as they were
+    # (8.6.0 adds a column and an index, no table), and 8.6.0's two are still pending there.
+    assert _changelog_and_columns(sandbox, "commerce_qa") == before
+    again = plan_database(db_ctx, "qa", "8.6.0", package_from="build")
+    assert [p["id"] for p in again.pending] == ["8.6.0-product-brand", "8.6.0-price-sku-index"]
+    assert again.applied_count == 4
+
+
+def _changelog_and_columns(sandbox: world.SandboxState, database: str) -> tuple[list[str], set[str]]:
+    """The change set ids in the database's DATABASECHANGELOG, in order, and every
+    table.column it holds."""
+    connection = _admin(sandbox)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"SELECT ID FROM `{database}`.DATABASECHANGELOG ORDER BY ORDEREXECUTED")
+        ids = [str(row[0]) for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s",
+            (database,),
+        )
+        return ids, {f"{row[0]}.{row[1]}".upper() for row in cursor.fetchall()}
+    finally:
+        connection.close()
 
 
 def test_a_tampered_applied_change_set_is_refused_and_nothing_is_applied(

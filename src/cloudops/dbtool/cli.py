@@ -28,7 +28,7 @@ where the package was unpacked.
 Output: human lines on stderr; on stdout ONE JSON line for cloudops to parse, e.g.
 ``{"command": "update-db", "ok": true, "applied": ["ids"], "seconds": 1.2, ...}``; on an
 error ``{"command": ..., "ok": false, "exit_code": 3, "error": "...", "applied": [...]}``,
-with ``"server_error": 1045`` (MariaDB's error number) when the server or client gave one.
+with ``"connect_error": 1045`` (MariaDB's error number) when connecting failed with one.
 ``plan`` without ``--json`` prints the plan for humans on stdout instead. The password
 never appears in either stream.
 
@@ -186,12 +186,12 @@ class _Output:
         print(self.scrub(json.dumps(document, sort_keys=False)), flush=True)
 
     def fail(
-        self, exit_code: int, message: str, applied: Sequence[str] = (), server_code: int | None = None
+        self, exit_code: int, message: str, applied: Sequence[str] = (), connect_error: int | None = None
     ) -> int:
         self.say(f"error: {message}")
         fields: dict[str, Any] = {"ok": False, "exit_code": exit_code, "error": message}
-        if server_code is not None:
-            fields["server_error"] = server_code
+        if connect_error is not None:
+            fields["connect_error"] = connect_error
         self.summary(**fields, applied=list(applied))
         return exit_code
 
@@ -236,7 +236,7 @@ def _run(args: argparse.Namespace, out: _Output) -> int:
     try:
         connection = database.connect(settings)
     except database.DatabaseError as error:
-        return out.fail(error.exit_code, str(error), server_code=error.server_code)
+        return out.fail(error.exit_code, str(error), connect_error=error.connect_error)
     except database.DbToolError as error:
         return out.fail(error.exit_code, str(error))
     try:
@@ -246,8 +246,7 @@ def _run(args: argparse.Namespace, out: _Output) -> int:
     except database.DbToolError as error:
         return out.fail(error.exit_code, str(error))
     except pymysql.err.MySQLError as error:
-        reason, number = database.error_reason(error), database.error_number(error)
-        return out.fail(EXIT_FAILED, f"database error: {reason}", server_code=number)
+        return out.fail(EXIT_FAILED, f"database error: {database.error_reason(error)}")
     finally:
         with contextlib.suppress(pymysql.err.MySQLError, OSError):
             connection.close()

@@ -109,14 +109,14 @@ class SettingsError(DbToolError):
 
 class DatabaseError(DbToolError):
     """The server could not be reached, refused the login, or failed a statement of ours.
-    ``server_code``: the server's (or the client's, 2xxx) MariaDB error number, when there
-    is one: cloudops picks its hint by it (1045 login refused, 2003 unreachable)."""
+    ``connect_error``: when connecting failed, the MariaDB error number (the server's, or
+    the client's 2xxx): cloudops picks its hint by it (1045 login refused, 2003 unreachable)."""
 
     exit_code = 1
 
-    def __init__(self, message: str, server_code: int | None = None) -> None:
+    def __init__(self, message: str, connect_error: int | None = None) -> None:
         super().__init__(message)
-        self.server_code = server_code
+        self.connect_error = connect_error
 
 
 class ChangeSetFailed(DbToolError):
@@ -408,18 +408,19 @@ def connect(settings: DatabaseSettings) -> Connection:
             autocommit=False,
         )
     except pymysql.err.MySQLError as error:
-        raise DatabaseError(
-            f"cannot connect as {settings.describe()}: {error_reason(error)}", server_code=error_number(error)
-        ) from None
+        message = f"cannot connect as {settings.describe()}: {error_reason(error)}"
+        raise DatabaseError(message, connect_error=error_number(error)) from None
     except OSError as error:  # e.g. the source address cannot be bound
         raise DatabaseError(f"cannot connect as {settings.describe()}: {error}") from None
     return connection
 
 
 def error_number(error: BaseException) -> int | None:
-    """The MariaDB error number of a PyMySQL error (its first arg), if it has one."""
+    """The MariaDB error number of a PyMySQL error (its first arg), if it has one. PyMySQL's
+    own ``InterfaceError(0, '')`` ("not connected") has none: 0 is no error number."""
     args: tuple[Any, ...] = getattr(error, "args", ())
-    return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
+    number = args[0] if args else None
+    return number if isinstance(number, int) and not isinstance(number, bool) and number > 0 else None
 
 
 def error_reason(error: BaseException) -> str:
