@@ -450,3 +450,11 @@ def test_sigterm_during_an_update_rolls_back_and_releases_the_lock(world: World,
     assert run.code == 1 and run.summary["ok"] is False and "SIGTERM" in run.summary["error"]
     assert _lock(world.server, world.a.database) == (0, None)  # released by a fresh session
     assert [row_id for row_id, _ in _changelog_rows(world.server, world.a.database)] == _ids("8.5.0")
+
+
+def test_the_server_keeps_its_temporary_files_in_its_own_folder(world: World) -> None:
+    """mariadbd deletes every #sql* file of its tmpdir when it starts: with /tmp shared, a
+    second sandbox's server (a second test worker) deleted this one's live temporary tables
+    and broke its bootstrap. Each server's tmpdir is its own, the bootstrap's too."""
+    (tmpdir,) = _admin_query(world.server, "SELECT @@tmpdir")[0]
+    assert Path(str(tmpdir)).resolve() == (world.server.root / "tmp").resolve()

@@ -13,6 +13,7 @@ Everything lives under ``ROOT/mariadb/``::
                      under /tmp instead when ROOT is too deep for a socket path)
     mariadbd.pid     mariadbd's pid file
     mariadbd.log     its error log
+    tmp/             its tmpdir (never /tmp: see below)
     server.json      what is running (MariaDbServer): ``running_mariadb`` trusts it
 
 mariadbd options and why (MariaDB 10.11, Debian 12):
@@ -24,7 +25,12 @@ mariadbd options and why (MariaDB 10.11, Debian 12):
 - ``--user=root`` when running as root (mariadbd refuses to run as root otherwise);
 - ``--innodb-buffer-pool-size=32M --innodb-log-file-size=8M``: a small footprint
   (a datadir of ~26 MB instead of ~114 MB);
-- ``--character-set-server=utf8mb4``: Debian sets it in /etc/mysql, which is not read.
+- ``--character-set-server=utf8mb4``: Debian sets it in /etc/mysql, which is not read;
+- ``--tmpdir=ROOT/mariadb/tmp``, for mariadb-install-db too: mariadbd deletes every
+  ``#sql*`` file in its tmpdir when it starts (the temporary tables a crashed server left),
+  so two servers sharing /tmp (two sandboxes, as two test workers run them) delete each
+  other's live temporary tables; a bootstrap then fails with "Unknown table
+  'mysql.tmp_user_sys'" (seen on CI-like runs).
 
 mariadb-install-db runs with ``--no-defaults --auth-root-authentication-method=socket
 --skip-test-db``: no password exists for the administrator; only the OS user that owns
@@ -200,8 +206,10 @@ def start_mariadb(root: Path, addresses: Sequence[str], port: int = 0, *, detach
     base.mkdir(parents=True, exist_ok=True)
     admin_user = "root" if os.geteuid() == 0 else getpass.getuser()
     datadir = base / "data"
+    tmpdir = base / "tmp"
+    tmpdir.mkdir(exist_ok=True)
     if not (datadir / "mysql").is_dir():
-        _initialize(install_db, datadir, admin_user)
+        _initialize(install_db, datadir, tmpdir, admin_user)
     socket_path = base / "mariadbd.sock"
     if len(str(socket_path)) > _SOCKET_PATH_MAX:
         socket_path = Path(tempfile.mkdtemp(prefix="cloudops-mariadb-")) / "mariadbd.sock"
@@ -221,7 +229,7 @@ def start_mariadb(root: Path, addresses: Sequence[str], port: int = 0, *, detach
     raise AssertionError("unreachable")
 
 
-def _initialize(install_db: str, datadir: Path, admin_user: str) -> None:
+def _initialize(install_db: str, datadir: Path, tmpdir: Path, admin_user: str) -> None:
     """mariadb-install-db into a fresh directory, renamed into place when complete: a start
     interrupted here never leaves a half-made datadir that looks ready."""
     partial = datadir.with_name(datadir.name + ".partial")
@@ -231,6 +239,7 @@ def _initialize(install_db: str, datadir: Path, admin_user: str) -> None:
         install_db,
         "--no-defaults",
         f"--datadir={partial}",
+        f"--tmpdir={tmpdir}",
         "--auth-root-authentication-method=socket",
         "--skip-test-db",
         "--skip-name-resolve",
@@ -267,6 +276,7 @@ def _start_once(
         mariadbd,
         "--no-defaults",
         f"--datadir={datadir}",
+        f"--tmpdir={base / 'tmp'}",
         f"--socket={socket_path}",
         f"--pid-file={base / 'mariadbd.pid'}",
         f"--log-error={log_path}",
