@@ -16,7 +16,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, NamedTuple, Protocol, TypeVar
+from typing import Literal, NamedTuple, Protocol, TypeVar
 
 from cloudops.copy.plan import (
     BlobKey,
@@ -32,7 +32,7 @@ from cloudops.copy.plan import (
     SourceImage,
     walk_manifests,
 )
-from cloudops.copy.referrers import ReferrerLookup, add_to_fallback_index, fetch_tree
+from cloudops.copy.referrers import Limit, ReferrerLookup, add_to_fallback_index, fetch_tree
 from cloudops.copy.relay import BlobRelay
 from cloudops.errors import CloudopsError, InputError, RefusedError
 from cloudops.oci import ImageManifest, parse_manifest
@@ -140,10 +140,6 @@ class _BlobStats:
     nbytes: int
 
 
-class _Limit(Protocol):
-    def __call__(self, call: Awaitable[T], /) -> Awaitable[T]: ...
-
-
 class _Sides(NamedTuple):
     """A request's two registries as its image's lookups use them: under the batch's lookup
     bound, and knowing which blobs an earlier image already moves into the destination."""
@@ -152,7 +148,7 @@ class _Sides(NamedTuple):
     dst: RegistryWriter
     src_repo: str
     dst_repo: str
-    limited: _Limit
+    limited: Limit
     moving: Callable[[str], bool]
 
 
@@ -320,7 +316,7 @@ class CopyEngine:
         repository: str,
         manifests: Sequence[ImageManifest],
         present_manifests: set[str] | frozenset[str],
-        limited: Callable[[Awaitable[Any]], Awaitable[Any]],
+        limited: Limit,
         moving: Callable[[str], bool],
     ) -> frozenset[str]:
         """The blobs of ``manifests`` the destination holds (a present manifest's blobs are
@@ -632,7 +628,7 @@ async def _all_settled(calls: Iterable[Awaitable[T]]) -> list[T]:
     return outcomes  # type: ignore[return-value]
 
 
-def _bounded(lookups: asyncio.Semaphore) -> Callable[[Awaitable[T]], Awaitable[T]]:
+def _bounded(lookups: asyncio.Semaphore) -> Limit:
     """Run a lookup under the batch's lookup semaphore."""
 
     async def limited(call: Awaitable[T]) -> T:

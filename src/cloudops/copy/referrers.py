@@ -12,9 +12,9 @@ the write so a concurrent writer's update is not lost without a retry.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from cloudops.copy.plan import walk_manifests
 from cloudops.oci import OCI_INDEX, Descriptor, ImageIndex, Manifest, ManifestError
@@ -33,7 +33,13 @@ from cloudops.registry.client import RegistryReader, RegistryWriter
 from cloudops.registry.errors import RegistryError
 
 T = TypeVar("T")
-Limit = Callable[[Awaitable[Any]], Awaitable[Any]]
+
+
+class Limit(Protocol):
+    """Runs one lookup under a bound (the batch's lookup semaphore); its result as is."""
+
+    def __call__(self, call: Awaitable[T], /) -> Awaitable[T]: ...
+
 
 MAX_TAG_SCAN = 10_000
 """A repository with more tags than this is not listed: its referrer tags are looked up

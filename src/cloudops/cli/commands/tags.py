@@ -85,17 +85,12 @@ def show_tags(found: TagList, *, show_all: bool = False) -> None:
     if show_all and found.referrer_tags:
         for tag in found.referrer_tags:
             stderr.print(safe_text(tag))
-        count = len(found.referrer_tags)
-        stderr.print(f"[dim]{count} referrer tag{'' if count == 1 else 's'} (signatures, SBOMs)[/]")
+        stderr.print(f"[dim]{_referrer_tags(found)}[/]")
 
 
 def show_notes(found: TagList, *, show_all: bool = False) -> None:
     if found.referrer_tags and not show_all:
-        count = len(found.referrer_tags)
-        stderr.print(
-            f"[dim]{count} referrer tag{'' if count == 1 else 's'} (signatures, SBOMs) not shown; "
-            "--all lists them[/]"
-        )
+        stderr.print(f"[dim]{_referrer_tags(found)} not shown; --all lists them[/]")
     if found.invalid:
         stderr.print(
             f"[yellow]{found.invalid} invalid tag{'' if found.invalid == 1 else 's'} not shown[/] "
@@ -105,3 +100,8 @@ def show_notes(found: TagList, *, show_all: bool = False) -> None:
         stderr.print(
             f"[yellow]stopped after {found.limit:,} tags:[/] the repository has more; those read are listed"
         )
+
+
+def _referrer_tags(found: TagList) -> str:
+    count = len(found.referrer_tags)
+    return f"{count} referrer tag{'' if count == 1 else 's'} (signatures, SBOMs)"
